@@ -1,0 +1,1 @@
+"""Phases composed from the pure stages."""

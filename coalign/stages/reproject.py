@@ -1,0 +1,99 @@
+"""Resample a reference image onto the target's pixel grid, padded by the search range."""
+
+import numpy as np
+from astropy.wcs.utils import pixel_to_skycoord
+from reproject import reproject_adaptive, reproject_interp
+
+from coalign.exceptions import AllNaNError, NoOverlapError, ShapeError
+
+__all__ = ["pad_for_search", "padded_wcs", "reproject_image"]
+
+
+def pad_for_search(grid, shape, shift_range_arcsec, scale_range=(1.0, 1.0), margin_pix=2) -> tuple[int, int]:
+    """Padding ``(pad_y, pad_x)`` in target pixels that keeps every searched correction inside the array.
+
+    Parameters
+    ----------
+    grid : `~coalign.transform.TargetGrid`
+        Target grid (its ``pad`` is ignored).
+    shape : (int, int)
+        Target shape ``(ny, nx)``.
+    shift_range_arcsec : (float, float)
+        Largest ``|dx|, |dy|`` that will be searched, including the starting correction.
+    scale_range : (float, float)
+        Range of scale factors that will be searched.
+    margin_pix : int
+        Extra pixels on each side (interpolation support).
+    """
+    scale_x, scale_y = grid.pixel_scale
+    worst_scale = max(abs(scale_range[0] - 1.0), abs(scale_range[1] - 1.0))
+    pad_x = shift_range_arcsec[0] / scale_x + worst_scale * shape[1]
+    pad_y = shift_range_arcsec[1] / scale_y + worst_scale * shape[0]
+    return int(np.ceil(pad_y)) + margin_pix, int(np.ceil(pad_x)) + margin_pix
+
+
+def padded_wcs(wcs, shape, pad):
+    """WCS and shape of the target grid enlarged by ``pad = (pad_y, pad_x)`` pixels on every side."""
+    out = wcs.deepcopy()
+    out.wcs.crpix = wcs.wcs.crpix + np.array([pad[1], pad[0]], dtype=float)
+    new_shape = (shape[0] + 2 * pad[0], shape[1] + 2 * pad[1])
+    out.array_shape = new_shape
+    out.wcs.set()
+    return out, new_shape
+
+
+def _corners(wcs, shape):
+    ny, nx = shape
+    corners = pixel_to_skycoord(np.array([0, nx - 1, nx - 1, 0]), np.array([0, 0, ny - 1, ny - 1]), wcs)
+    lon = corners.spherical.lon.wrap_at("180d").arcsec
+    lat = corners.spherical.lat.arcsec
+    return (f"lon {lon.min():.0f}..{lon.max():.0f} arcsec, lat {lat.min():.0f}..{lat.max():.0f} arcsec")
+
+
+def reproject_image(reference, reference_wcs, target_wcs, target_shape, *, pad=(0, 0), method="interp"):
+    """Resample a reference image onto the (padded) target grid with the ``reproject`` package.
+
+    Frames are converted through astropy/sunpy coordinates, so different observers (e.g. SDO and Solar
+    Orbiter) are handled when the WCS carry observer metadata (sunpy Map ``.wcs`` does).
+
+    Parameters
+    ----------
+    reference : (my, mx) array_like
+        Reference image; NaN marks invalid pixels. Not modified.
+    reference_wcs : `~astropy.wcs.WCS`
+        Its celestial WCS.
+    target_wcs : `~astropy.wcs.WCS`
+        The target's 2-D celestial WCS.
+    target_shape : (int, int)
+        Target shape ``(ny, nx)``.
+    pad : (int, int)
+        Pixels ``(pad_y, pad_x)`` added on every side of the target grid.
+    method : {"interp", "adaptive"}
+        ``"interp"`` (bilinear, fast) or ``"adaptive"`` (anti-aliased; use it when the reference is much
+        finer than the target).
+
+    Returns
+    -------
+    resampled : (ny + 2 pad_y, nx + 2 pad_x) ndarray
+        NaN outside the reference.
+    """
+    reference = np.asarray(reference, dtype=float)
+    if reference.ndim != 2:
+        raise ShapeError(f"reference must be a 2-D image, got shape {reference.shape}")
+    if not np.isfinite(reference).any():
+        raise AllNaNError("reference holds no finite pixel; check the file or the selected window")
+    out_wcs, out_shape = padded_wcs(target_wcs, target_shape, pad)
+    if method == "interp":
+        resampled, footprint = reproject_interp((reference, reference_wcs), out_wcs, shape_out=out_shape)
+    elif method == "adaptive":
+        resampled, footprint = reproject_adaptive((reference, reference_wcs), out_wcs, shape_out=out_shape,
+                                                  conserve_flux=False)
+    else:
+        raise ValueError(f"method must be 'interp' or 'adaptive', got method={method!r}")
+    resampled[footprint <= 0] = np.nan
+    if not np.isfinite(resampled).any():
+        raise NoOverlapError(
+            "the reference does not overlap the target grid: reference covers "
+            f"{_corners(reference_wcs, reference.shape)}, padded target covers {_corners(out_wcs, out_shape)}; "
+            "check both pointings, the observation times and the observers")
+    return resampled

@@ -1,0 +1,85 @@
+"""Sample reference frames at the positions a corrected target pixel grid sees."""
+
+from typing import NamedTuple
+
+import numpy as np
+from scipy import ndimage
+
+from coalign.transform import TargetGrid, Transform, pixel_mapping
+
+__all__ = ["FramePlan", "sample_at", "sample_reference", "single_frame_plan"]
+
+
+class FramePlan(NamedTuple):
+    """Which reference frames feed each target column: ``(1 - weight) * lower + weight * upper``."""
+
+    lower: np.ndarray
+    upper: np.ndarray
+    weight: np.ndarray
+
+
+def single_frame_plan(nx: int) -> FramePlan:
+    """Plan in which every one of ``nx`` columns uses frame 0 (the one-reference-map case)."""
+    zeros = np.zeros(nx, dtype=int)
+    return FramePlan(zeros, zeros, np.zeros(nx))
+
+
+def sample_at(image, coords, order=1) -> np.ndarray:
+    """Interpolate an image with NaN holes at fractional ``coords`` (``(2, n)`` in ``(y, x)`` order).
+
+    A result is NaN when its interpolation support touches a NaN pixel or leaves the image. Cubic
+    sampling (``order=3``) fills holes with the mean before prefiltering and masks them afterwards, so
+    a hole never spreads through the spline coefficients.
+    """
+    image = np.asarray(image, dtype=float)
+    if order <= 1:
+        return ndimage.map_coordinates(image, coords, order=order, cval=np.nan, prefilter=False)
+    valid = np.isfinite(image)
+    filled = np.where(valid, image, np.nanmean(image))
+    values = ndimage.map_coordinates(filled, coords, order=order, mode="nearest")
+    support = ndimage.map_coordinates(valid.astype(float), coords, order=1, cval=0.0, prefilter=False)
+    values[support < 1.0 - 1e-9] = np.nan
+    return values
+
+
+def sample_reference(frames, transform: Transform, grid: TargetGrid, *, plan: FramePlan | None = None,
+                     order: int = 1) -> np.ndarray:
+    """The reference as seen by the target grid once its pointing is corrected by ``transform``.
+
+    Parameters
+    ----------
+    frames : (ny + 2 pad_y, nx + 2 pad_x) or (k, ny + 2 pad_y, nx + 2 pad_x) array_like
+        Reference frame(s) resampled onto the target grid padded by ``grid.pad``. Not modified.
+    transform : Transform
+        Candidate correction of the target pointing.
+    grid : TargetGrid
+        Target grid geometry, with the padding used for ``frames``.
+    plan : FramePlan, optional
+        Frame(s) used for each target column (default: frame 0 everywhere).
+    order : int
+        Interpolation order (0, 1 or 3).
+
+    Returns
+    -------
+    sampled : (ny, nx) ndarray
+        NaN where the reference is invalid or out of the padded grid.
+    """
+    frames = np.asarray(frames, dtype=float)
+    if frames.ndim == 2:
+        frames = frames[None]
+    pad_y, pad_x = grid.pad
+    ny, nx = frames.shape[1] - 2 * pad_y, frames.shape[2] - 2 * pad_x
+    plan = single_frame_plan(nx) if plan is None else plan
+    matrix, offset = pixel_mapping(transform, grid)
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    out = np.zeros((ny, nx))
+    for k in np.unique(np.concatenate([plan.lower, plan.upper])):
+        weight = np.where(plan.lower == k, 1.0 - plan.weight, 0.0) + np.where(plan.upper == k, plan.weight, 0.0)
+        columns = np.flatnonzero(weight > 0)
+        if columns.size == 0:
+            continue
+        pix = np.stack([yy[:, columns].ravel(), xx[:, columns].ravel()])
+        coords = matrix @ pix + offset[:, None]
+        values = sample_at(frames[k], coords, order).reshape(ny, columns.size)
+        out[:, columns] += weight[columns] * values
+    return out
