@@ -1,3 +1,97 @@
-"""coalign: sub-pixel coalignment of solar rasters and images by cross-correlation, with WCS correction."""
+"""coalign: sub-pixel coalignment of solar rasters and images by cross-correlation, with WCS correction.
+
+The public API: records (`Transform`, `PhaseParams`, results), pure stages, phases, I/O and the
+`Coaligner` facade. See the README for the correction convention.
+"""
 
 __version__ = "0.1.0"
+
+from coalign.exceptions import (
+    AllNaNError,
+    CoalignError,
+    CoalignWarning,
+    EmptySequenceError,
+    NoOverlapError,
+    ShapeError,
+    TimeCoverageError,
+    WCSError,
+)
+from coalign.executors import client_map, executor_map, pool_map, serial_map
+from coalign.facade import Coaligner
+from coalign.io.fits import write_corrected, write_map
+from coalign.io.maps import apply_transform, correct_header, make_corrected_wcs_map
+from coalign.io.readers import column_times_of, find_reference_files, read_map, read_raster, read_sequence
+from coalign.params import BINNED, ONE_MAP, SYNTHETIC_RASTER, PhaseParams, SyntheticParams
+from coalign.pipelines.phases import (
+    ImageWithWCS,
+    binned_phase,
+    one_map_phase,
+    run_phase,
+    synthetic_raster_phase,
+    three_phase_alignment,
+)
+from coalign.results import AlignmentResult, PhaseResult, SearchResult
+from coalign.stages.binning import bin_image, bin_to_kernel, bin_wcs, clip_percentiles
+from coalign.stages.correlate import correlate, correlation_for_params, pearson
+from coalign.stages.reproject import reproject_image
+from coalign.stages.sampling import sample_reference
+from coalign.stages.search import grid_search, population_search, search_step
+from coalign.stages.synthetic import build_synthetic_raster, select_frames
+from coalign.transform import TargetGrid, Transform, grid_from_wcs
+
+__all__ = [
+    "BINNED",
+    "ONE_MAP",
+    "SYNTHETIC_RASTER",
+    "AlignmentResult",
+    "AllNaNError",
+    "CoalignError",
+    "CoalignWarning",
+    "Coaligner",
+    "EmptySequenceError",
+    "ImageWithWCS",
+    "NoOverlapError",
+    "PhaseParams",
+    "PhaseResult",
+    "SearchResult",
+    "ShapeError",
+    "SyntheticParams",
+    "TargetGrid",
+    "TimeCoverageError",
+    "Transform",
+    "WCSError",
+    "apply_transform",
+    "bin_image",
+    "bin_to_kernel",
+    "bin_wcs",
+    "binned_phase",
+    "build_synthetic_raster",
+    "client_map",
+    "clip_percentiles",
+    "column_times_of",
+    "correct_header",
+    "correlate",
+    "correlation_for_params",
+    "executor_map",
+    "find_reference_files",
+    "grid_from_wcs",
+    "grid_search",
+    "make_corrected_wcs_map",
+    "one_map_phase",
+    "pearson",
+    "pool_map",
+    "population_search",
+    "read_map",
+    "read_raster",
+    "read_sequence",
+    "reproject_image",
+    "run_phase",
+    "sample_reference",
+    "search_step",
+    "select_frames",
+    "serial_map",
+    "synthetic_raster_phase",
+    "three_phase_alignment",
+    "write_corrected",
+    "write_map",
+]

@@ -95,33 +95,43 @@ class PhaseParams:
         if min(self.shift_range_arcsec) < 0:
             raise ValueError(f"shift_range_arcsec must be >= 0, got {self.shift_range_arcsec}")
         if min(self.step_arcsec) <= 0 or min(self.min_step_arcsec) <= 0:
-            raise ValueError(f"step_arcsec and min_step_arcsec must be > 0, got {self.step_arcsec} and "
-                             f"{self.min_step_arcsec}; use e.g. step_arcsec=(2, 2)")
+            raise ValueError(
+                f"step_arcsec and min_step_arcsec must be > 0, got {self.step_arcsec} and "
+                f"{self.min_step_arcsec}; use e.g. step_arcsec=(2, 2)"
+            )
         if self.bin_kernel_arcsec is not None and self.bin_kernel_arcsec != "auto":
             kernel = self.bin_kernel_arcsec
             kernel = float(kernel.to_value(u.arcsec) if isinstance(kernel, u.Quantity) else kernel)
             if not np.isfinite(kernel) or kernel <= 0:
-                raise ValueError(f"bin_kernel_arcsec must be a positive angle, got bin_kernel_arcsec={kernel!r}; "
-                                 "use e.g. 20 * u.arcsec, or None for no binning")
+                raise ValueError(
+                    f"bin_kernel_arcsec must be a positive angle, got bin_kernel_arcsec={kernel!r}; "
+                    "use e.g. 20 * u.arcsec, or None for no binning"
+                )
             object.__setattr__(self, "bin_kernel_arcsec", kernel)
         low, high = _pair(self.scale_range, "scale_range")
         if not 0 < low <= 1 <= high:
             raise ValueError(f"scale_range must satisfy 0 < low <= 1 <= high, got scale_range={(low, high)}")
         object.__setattr__(self, "scale_range", (low, high))
         if self.scale_step <= 0 or self.min_scale_step <= 0:
-            raise ValueError(f"scale_step and min_scale_step must be > 0, got {self.scale_step}, {self.min_scale_step}")
+            raise ValueError(
+                f"scale_step and min_scale_step must be > 0, got {self.scale_step}, {self.min_scale_step}"
+            )
         if not 0 < self.min_overlap_fraction <= 1:
             raise ValueError(f"min_overlap_fraction must be in (0, 1], got {self.min_overlap_fraction!r}")
         if self.min_overlap_pixels < 2:
             raise ValueError(f"min_overlap_pixels must be >= 2, got {self.min_overlap_pixels!r}")
         if self.plateau_iters < 1 or self.max_iter < 1:
-            raise ValueError(f"plateau_iters and max_iter must be >= 1, got {self.plateau_iters}, {self.max_iter}")
+            raise ValueError(
+                f"plateau_iters and max_iter must be >= 1, got {self.plateau_iters}, {self.max_iter}"
+            )
         if self.interpolation_order not in (0, 1, 3):
             raise ValueError(f"interpolation_order must be 0, 1 or 3, got {self.interpolation_order!r}")
         if self.clip_percentiles is not None:
             low, high = (float(v) for v in self.clip_percentiles)
             if not 0 <= low < high <= 100:
-                raise ValueError(f"clip_percentiles must satisfy 0 <= low < high <= 100, got {self.clip_percentiles!r}")
+                raise ValueError(
+                    f"clip_percentiles must satisfy 0 <= low < high <= 100, got {self.clip_percentiles!r}"
+                )
             object.__setattr__(self, "clip_percentiles", (low, high))
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got strategy={self.strategy!r}")

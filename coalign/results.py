@@ -94,5 +94,8 @@ class AlignmentResult:
 
     def as_dict(self) -> dict:
         """Plain dictionary for JSON output."""
-        return {"transform": self.transform.as_dict(), "score": self.score,
-                "phases": [p.as_dict() for p in self.phases]}
+        return {
+            "transform": self.transform.as_dict(),
+            "score": self.score,
+            "phases": [p.as_dict() for p in self.phases],
+        }

@@ -60,8 +60,10 @@ class Transform:
         for name in ("sx", "sy"):
             value = float(getattr(self, name))
             if not np.isfinite(value) or value <= 0:
-                raise ValueError(f"{name} must be a finite positive scale factor, got {name}={value!r}; "
-                                 "use 1.0 for no scale error")
+                raise ValueError(
+                    f"{name} must be a finite positive scale factor, got {name}={value!r}; "
+                    "use 1.0 for no scale error"
+                )
             object.__setattr__(self, name, value)
         if not (np.isfinite(self.dx) and np.isfinite(self.dy)):
             raise ValueError(f"dx and dy must be finite, got dx={self.dx!r}, dy={self.dy!r}")
@@ -137,11 +139,15 @@ def grid_from_wcs(wcs, pad: tuple[int, int] = (0, 0)) -> TargetGrid:
     grid : TargetGrid
     """
     if wcs is None or wcs.naxis != 2 or not wcs.has_celestial:
-        raise WCSError(f"expected a 2-D celestial WCS, got {wcs!r}; select the spatial axes "
-                       "(e.g. integrate a raster over wavelength) and make sure CTYPE1/2 are HPLN/HPLT")
+        raise WCSError(
+            f"expected a 2-D celestial WCS, got {wcs!r}; select the spatial axes "
+            "(e.g. integrate a raster over wavelength) and make sure CTYPE1/2 are HPLN/HPLT"
+        )
     if wcs.wcs.lng != 0 or wcs.wcs.lat != 1:
-        raise WCSError(f"the WCS must have longitude on axis 1 and latitude on axis 2, got CTYPE={list(wcs.wcs.ctype)}; "
-                       "transpose the image so that numpy axes are (y, x)")
+        raise WCSError(
+            f"the WCS must have longitude on axis 1 and latitude on axis 2, got CTYPE={list(wcs.wcs.ctype)}; "
+            "transpose the image so that numpy axes are (y, x)"
+        )
     scale = np.array([u.Unit(unit).to(u.arcsec) for unit in wcs.wcs.cunit])
     matrix = (scale * wcs.wcs.cdelt)[:, None] * wcs.wcs.get_pc()
     crpix = wcs.wcs.crpix - 1.0

@@ -31,9 +31,12 @@ from coalign.transform import Transform, grid_from_wcs
 RASTER_NAME = "iris_sji1400_raster_20140329.fits"
 STEM = "iris_l2_20140329_140938_3860258481_SJI_{}"
 OUT = Path(__file__).resolve().parents[1] / "coalign" / "data"
+# IRIS L2 marks missing pixels -200; the shrinking blended them with their neighbours.
 MISSING_BELOW = -150.0
-NOISE_FRACTION = 0.1  # Gaussian noise added to the raster, as a fraction of its robust (MAD) standard deviation
-MIN_VALID_FRACTION = 0.5  # a few shrunk frames are (almost) entirely missing; they are dropped  # IRIS L2 marks missing pixels -200; the shrinking blended them with their neighbours
+# Gaussian noise added to the raster, as a fraction of its robust (MAD) standard deviation.
+NOISE_FRACTION = 0.1
+# A few shrunk frames are (almost) entirely missing; they are dropped.
+MIN_VALID_FRACTION = 0.5
 
 # Raster geometry of the demo target: IRIS-like coarse steps, slit pixel = the repaired SJI row size.
 RASTER_NX, RASTER_NY = 70, 100
@@ -68,12 +71,27 @@ def repaired_frames(path: Path):
                 h[key] = header[key]
         h["TELESCOP"], h["INSTRUME"] = "IRIS", "SJI"
         h["DATE-OBS"] = time.isot
-        h.update({"CTYPE1": "HPLN-TAN", "CTYPE2": "HPLT-TAN", "CUNIT1": "arcsec", "CUNIT2": "arcsec",
-                  "CDELT1": cdelt1, "CDELT2": cdelt2, "CRPIX1": (nx + 1) / 2, "CRPIX2": (ny + 1) / 2,
-                  "CRVAL1": header["XCEN"], "CRVAL2": header["YCEN"],
-                  "PC1_1": header["PC1_1"], "PC1_2": header["PC1_2"], "PC2_1": header["PC2_1"],
-                  "PC2_2": header["PC2_2"], "HGLN_OBS": 0.0, "HGLT_OBS": earth.lat.to_value(u.deg),
-                  "RSUN_REF": 695700000.0})
+        h.update(
+            {
+                "CTYPE1": "HPLN-TAN",
+                "CTYPE2": "HPLT-TAN",
+                "CUNIT1": "arcsec",
+                "CUNIT2": "arcsec",
+                "CDELT1": cdelt1,
+                "CDELT2": cdelt2,
+                "CRPIX1": (nx + 1) / 2,
+                "CRPIX2": (ny + 1) / 2,
+                "CRVAL1": header["XCEN"],
+                "CRVAL2": header["YCEN"],
+                "PC1_1": header["PC1_1"],
+                "PC1_2": header["PC1_2"],
+                "PC2_1": header["PC2_1"],
+                "PC2_2": header["PC2_2"],
+                "HGLN_OBS": 0.0,
+                "HGLT_OBS": earth.lat.to_value(u.deg),
+                "RSUN_REF": 695700000.0,
+            }
+        )
         h["HISTORY"] = f"coalign sample: frame {k} of {path.name} (irispy-lmsal 0.5.0 test data)"
         h["HISTORY"] = "WCS repaired: CDELT = FOV / NAXIS, CRPIX at the array centre, CRVAL = XCEN/YCEN"
         frames.append((cube[k], h))
@@ -130,15 +148,16 @@ def main(source: str) -> None:
     header["DATE-OBS"], header["DATE-END"] = column_times[0].isot, column_times[-1].isot
     header["DATE-AVG"] = column_times[RASTER_NX // 2].isot
     header["BUNIT"] = "Corrected DN"
-    header["HISTORY"] = ("coalign sample: raster built column by column from the odd frames of the IRIS SJI 1400 "
-                         "sequence (irispy-lmsal 0.5.0 test data, repaired WCS), nearest frame per column, "
-                         f"plus Gaussian noise of {NOISE_FRACTION} x its robust standard deviation")
+    header["HISTORY"] = (
+        "coalign sample: raster built column by column from the odd frames of the IRIS SJI 1400 "
+        "sequence (irispy-lmsal 0.5.0 test data, repaired WCS), nearest frame per column, "
+        f"plus Gaussian noise of {NOISE_FRACTION} x its robust standard deviation"
+    )
     table = Table({"COLUMN": np.arange(RASTER_NX), "TIME_S": (column_times - column_times[0]).to_value(u.s)})
     times_hdu = fits.table_to_hdu(table)
     times_hdu.name = "COLUMN_TIMES"
     times_hdu.header["DATEREF"] = column_times[0].isot
-    fits.HDUList([fits.PrimaryHDU(raster, header), times_hdu]).writeto(
-        OUT / RASTER_NAME, overwrite=True)
+    fits.HDUList([fits.PrimaryHDU(raster, header), times_hdu]).writeto(OUT / RASTER_NAME, overwrite=True)
 
 
 if __name__ == "__main__":

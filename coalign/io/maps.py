@@ -17,8 +17,9 @@ def _axis_unit(header, axis: int):
     return u.Unit(str(unit).strip())
 
 
-def correct_header(header, transform: Transform, *, lon_axis: int = 1, lat_axis: int = 2,
-                   history: str | None = None):
+def correct_header(
+    header, transform: Transform, *, lon_axis: int = 1, lat_axis: int = 2, history: str | None = None
+):
     """Return a corrected copy of a FITS header (`~astropy.io.fits.Header` or dict-like sunpy meta).
 
     ``CRVAL{lon_axis}`` and ``CRVAL{lat_axis}`` get ``dx`` and ``dy`` (converted to their ``CUNIT``);
@@ -39,7 +40,10 @@ def correct_header(header, transform: Transform, *, lon_axis: int = 1, lat_axis:
     """
     out = header.copy()
     keys = {k.upper() for k in out.keys()}
-    for axis, shift, scale in ((lon_axis, transform.dx, transform.sx), (lat_axis, transform.dy, transform.sy)):
+    for axis, shift, scale in (
+        (lon_axis, transform.dx, transform.sx),
+        (lat_axis, transform.dy, transform.sy),
+    ):
         if f"CRVAL{axis}" not in keys:
             raise WCSError(f"header has no CRVAL{axis}; it needs a celestial WCS (CTYPE/CRVAL/CDELT/CRPIX)")
         unit = _axis_unit(out, axis)
@@ -65,8 +69,10 @@ def _history_text(transform: Transform) -> str:
     from coalign import __version__
 
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return (f"coalign {__version__} {stamp}: pointing corrected, CRVAL1 += {transform.dx:.4f} arcsec, "
-            f"CRVAL2 += {transform.dy:.4f} arcsec, CDELT1 *= {transform.sx:.6f}, CDELT2 *= {transform.sy:.6f}")
+    return (
+        f"coalign {__version__} {stamp}: pointing corrected, CRVAL1 += {transform.dx:.4f} arcsec, "
+        f"CRVAL2 += {transform.dy:.4f} arcsec, CDELT1 *= {transform.sx:.6f}, CDELT2 *= {transform.sy:.6f}"
+    )
 
 
 def apply_transform(smap, transform: Transform):
@@ -84,8 +90,10 @@ def apply_transform(smap, transform: Transform):
     `~sunpy.map.GenericMap`
     """
     if not isinstance(smap, sunpy.map.GenericMap):
-        raise TypeError(f"apply_transform expects a sunpy Map, got {type(smap).__name__}; "
-                        "use correct_header for a FITS header")
+        raise TypeError(
+            f"apply_transform expects a sunpy Map, got {type(smap).__name__}; "
+            "use correct_header for a FITS header"
+        )
     meta = correct_header(smap.meta, transform, history=_history_text(transform))
     return sunpy.map.Map(smap.data.copy(), meta)
 

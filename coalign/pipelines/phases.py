@@ -20,7 +20,15 @@ import numpy as np
 from astropy.time import Time
 
 from coalign.exceptions import AllNaNError, EmptySequenceError, ShapeError, TimeCoverageError, WCSError
-from coalign.params import AUTO_KERNEL_MAX_ARCSEC, AUTO_KERNEL_MIN_BINS, BINNED, ONE_MAP, SYNTHETIC_RASTER, PhaseParams, SyntheticParams
+from coalign.params import (
+    AUTO_KERNEL_MAX_ARCSEC,
+    AUTO_KERNEL_MIN_BINS,
+    BINNED,
+    ONE_MAP,
+    SYNTHETIC_RASTER,
+    PhaseParams,
+    SyntheticParams,
+)
 from coalign.results import AlignmentResult, PhaseResult
 from coalign.stages.binning import auto_kernel_arcsec, bin_to_kernel, clip_percentiles
 from coalign.stages.correlate import correlate
@@ -55,27 +63,43 @@ def _checked_image(obj, role: str):
     data = np.asarray(getattr(obj, "data", None), dtype=float)
     wcs = getattr(obj, "wcs", None)
     if data.ndim != 2:
-        raise ShapeError(f"the {role} must be a 2-D image, got shape {data.shape}; "
-                         "integrate a raster over wavelength or pick one frame of a cube first")
+        raise ShapeError(
+            f"the {role} must be a 2-D image, got shape {data.shape}; "
+            "integrate a raster over wavelength or pick one frame of a cube first"
+        )
     if wcs is None or not getattr(wcs, "has_celestial", False):
-        raise WCSError(f"the {role} has no celestial WCS; give it HPLN/HPLT (or RA/DEC) CTYPE, CRVAL, CDELT and "
-                       "CRPIX keywords, or build it with sunpy.map.Map(data, header)")
+        raise WCSError(
+            f"the {role} has no celestial WCS; give it HPLN/HPLT (or RA/DEC) CTYPE, CRVAL, CDELT and "
+            "CRPIX keywords, or build it with sunpy.map.Map(data, header)"
+        )
     if not np.isfinite(data).any():
-        raise AllNaNError(f"the {role} holds no finite pixel (all NaN or inf); check the file, the chosen "
-                          "window, or the wavelength range used to integrate it")
+        raise AllNaNError(
+            f"the {role} holds no finite pixel (all NaN or inf); check the file, the chosen "
+            "window, or the wavelength range used to integrate it"
+        )
     return data, wcs.celestial
 
 
 def _reference_times(references) -> Time:
     times = [getattr(r, "date", None) for r in references]
     if any(t is None for t in times):
-        raise TimeCoverageError("every reference map needs an observation time (DATE-OBS) for a synthetic raster")
+        raise TimeCoverageError(
+            "every reference map needs an observation time (DATE-OBS) for a synthetic raster"
+        )
     return Time(times)
 
 
-def run_phase(name: str, target, references, params: PhaseParams, *, start: Transform = Transform(),
-              column_times: Time | None = None, synthetic: SyntheticParams = SyntheticParams(),
-              map_fn=map) -> PhaseResult:
+def run_phase(
+    name: str,
+    target,
+    references,
+    params: PhaseParams,
+    *,
+    start: Transform = Transform(),
+    column_times: Time | None = None,
+    synthetic: SyntheticParams = SyntheticParams(),
+    map_fn=map,
+) -> PhaseResult:
     """Run one search phase: (bin) → reproject reference(s) onto the padded target grid → search.
 
     Parameters
@@ -104,7 +128,9 @@ def run_phase(name: str, target, references, params: PhaseParams, *, start: Tran
     t0 = time.perf_counter()
     references = list(references)
     if not references:
-        raise EmptySequenceError(f"phase {name!r} got an empty reference sequence; pass at least one reference map")
+        raise EmptySequenceError(
+            f"phase {name!r} got an empty reference sequence; pass at least one reference map"
+        )
     target_data, target_wcs = _checked_image(target, "target")
     full_grid = grid_from_wcs(target_wcs)
     plan_columns = None
@@ -112,31 +138,51 @@ def run_phase(name: str, target, references, params: PhaseParams, *, start: Tran
         column_times = Time(column_times)
         if column_times.size != target_data.shape[1]:
             raise TimeCoverageError(
-                f"column_times has {column_times.size} entries but the target has {target_data.shape[1]} columns "
-                f"(shape {target_data.shape}); pass one time per column (x axis)")
+                f"column_times has {column_times.size} entries but the target has "
+                f"{target_data.shape[1]} columns "
+                f"(shape {target_data.shape}); pass one time per column (x axis)"
+            )
     if len(references) > 1 and column_times is None:
-        raise TimeCoverageError("a sequence of reference maps needs the target's per-column times; pass column_times=")
+        raise TimeCoverageError(
+            "a sequence of reference maps needs the target's per-column times; pass column_times="
+        )
     if len(references) > 1:
         frame_plan = select_frames(_reference_times(references), column_times, synthetic)
         used = np.unique(np.concatenate([frame_plan.lower, frame_plan.upper]))
         references = [references[i] for i in used]
         remap = {int(k): i for i, k in enumerate(used)}
-        plan_columns = (np.array([remap[int(k)] for k in frame_plan.lower]),
-                        np.array([remap[int(k)] for k in frame_plan.upper]), frame_plan.weight)
+        plan_columns = (
+            np.array([remap[int(k)] for k in frame_plan.lower]),
+            np.array([remap[int(k)] for k in frame_plan.upper]),
+            frame_plan.weight,
+        )
     kernel = params.bin_kernel_arcsec
     if kernel == "auto":
-        kernel = auto_kernel_arcsec(target_wcs, target_data.shape, max_kernel_arcsec=AUTO_KERNEL_MAX_ARCSEC,
-                                    min_bins=AUTO_KERNEL_MIN_BINS)
+        kernel = auto_kernel_arcsec(
+            target_wcs,
+            target_data.shape,
+            max_kernel_arcsec=AUTO_KERNEL_MAX_ARCSEC,
+            min_bins=AUTO_KERNEL_MIN_BINS,
+        )
     if kernel is not None:
         target_data, target_wcs = bin_to_kernel(target_data, target_wcs, kernel)
         if plan_columns is not None:
-            raise ShapeError("binning a target with per-column times is not supported; use the synthetic-raster "
-                             "phase at full resolution (bin_kernel_arcsec=None)")
+            raise ShapeError(
+                "binning a target with per-column times is not supported; use the synthetic-raster "
+                "phase at full resolution (bin_kernel_arcsec=None)"
+            )
     grid = grid_from_wcs(target_wcs)
     reach = (abs(start.dx) + params.shift_range_arcsec[0], abs(start.dy) + params.shift_range_arcsec[1])
-    scale_range = (min(params.scale_range[0], start.sx, start.sy), max(params.scale_range[1], start.sx, start.sy))
-    pad = pad_for_search(grid, target_data.shape, reach, scale_range if params.fit_scale else
-                         (min(start.sx, start.sy, 1.0), max(start.sx, start.sy, 1.0)))
+    scale_range = (
+        min(params.scale_range[0], start.sx, start.sy),
+        max(params.scale_range[1], start.sx, start.sy),
+    )
+    pad = pad_for_search(
+        grid,
+        target_data.shape,
+        reach,
+        scale_range if params.fit_scale else (min(start.sx, start.sy, 1.0), max(start.sx, start.sy, 1.0)),
+    )
     grid = grid.with_pad(pad)
     frames = []
     for ref in references:
@@ -149,9 +195,16 @@ def run_phase(name: str, target, references, params: PhaseParams, *, start: Tran
         target_data = clip_percentiles(target_data, params.clip_percentiles)
         frames = np.stack([clip_percentiles(frame, params.clip_percentiles) for frame in frames])
     plan = FramePlan(*plan_columns) if plan_columns is not None else None
-    score_fn = partial(correlate, target_data, frames, grid=grid, plan=plan, order=params.interpolation_order,
-                       min_overlap_fraction=params.min_overlap_fraction,
-                       min_overlap_pixels=params.min_overlap_pixels)
+    score_fn = partial(
+        correlate,
+        target_data,
+        frames,
+        grid=grid,
+        plan=plan,
+        order=params.interpolation_order,
+        min_overlap_fraction=params.min_overlap_fraction,
+        min_overlap_pixels=params.min_overlap_pixels,
+    )
     n_eval = 0
     if params.strategy == "grid+population":
         coarse = grid_search(score_fn, start, params, map_fn=map_fn)
@@ -164,10 +217,24 @@ def run_phase(name: str, target, references, params: PhaseParams, *, start: Tran
     if not np.isfinite(result.score):
         raise _overlap_error(name, params)
     elapsed = time.perf_counter() - t0
-    log.info("phase %s: %s score=%.4f (%d evaluations, %.2f s)", name, result.transform, result.score, n_eval, elapsed)
-    return PhaseResult(name=name, transform=result.transform, score=result.score, n_evaluations=n_eval,
-                       elapsed_s=elapsed, shift_pixels=full_grid.shift_in_pixels(result.transform),
-                       history=result.history, message=result.message)
+    log.info(
+        "phase %s: %s score=%.4f (%d evaluations, %.2f s)",
+        name,
+        result.transform,
+        result.score,
+        n_eval,
+        elapsed,
+    )
+    return PhaseResult(
+        name=name,
+        transform=result.transform,
+        score=result.score,
+        n_evaluations=n_eval,
+        elapsed_s=elapsed,
+        shift_pixels=full_grid.shift_in_pixels(result.transform),
+        history=result.history,
+        message=result.message,
+    )
 
 
 def _overlap_error(name, params):
@@ -176,39 +243,66 @@ def _overlap_error(name, params):
     return NoOverlapError(
         f"phase {name!r}: no candidate correction gave the minimum overlap (min_overlap_fraction="
         f"{params.min_overlap_fraction}, min_overlap_pixels={params.min_overlap_pixels}) between target and "
-        "reference; check that they observe the same region, widen shift_range_arcsec, or lower the minimum")
+        "reference; check that they observe the same region, widen shift_range_arcsec, or lower the minimum"
+    )
 
 
-def binned_phase(target, reference, params: PhaseParams = BINNED, *, start: Transform = Transform(),
-                 map_fn=map) -> PhaseResult:
+def binned_phase(
+    target, reference, params: PhaseParams = BINNED, *, start: Transform = Transform(), map_fn=map
+) -> PhaseResult:
     """Phase 1: coarse, wide search on maps block-averaged to ``params.bin_kernel_arcsec``."""
     if params.bin_kernel_arcsec is None:
-        raise ValueError("the binned phase needs params.bin_kernel_arcsec, e.g. replace(BINNED, bin_kernel_arcsec=20)")
+        raise ValueError(
+            "the binned phase needs params.bin_kernel_arcsec, e.g. replace(BINNED, bin_kernel_arcsec=20)"
+        )
     return run_phase("binned", target, [reference], params, start=start, map_fn=map_fn)
 
 
-def one_map_phase(target, reference, params: PhaseParams = ONE_MAP, *, start: Transform = Transform(),
-                  map_fn=map) -> PhaseResult:
+def one_map_phase(
+    target, reference, params: PhaseParams = ONE_MAP, *, start: Transform = Transform(), map_fn=map
+) -> PhaseResult:
     """Phase 2: full-resolution refinement against one reference map."""
     return run_phase("one_map", target, [reference], params, start=start, map_fn=map_fn)
 
 
-def synthetic_raster_phase(target, references, params: PhaseParams = SYNTHETIC_RASTER, *,
-                           column_times: Time | None = None, start: Transform = Transform(),
-                           synthetic: SyntheticParams = SyntheticParams(), map_fn=map) -> PhaseResult:
+def synthetic_raster_phase(
+    target,
+    references,
+    params: PhaseParams = SYNTHETIC_RASTER,
+    *,
+    column_times: Time | None = None,
+    start: Transform = Transform(),
+    synthetic: SyntheticParams = SyntheticParams(),
+    map_fn=map,
+) -> PhaseResult:
     """Phase 3: shift (and scale) against the synthetic raster built from the reference sequence.
 
     With one reference map (or no ``column_times``) every column uses that map: the phase then solves
     shift and scale against a single image.
     """
-    return run_phase("synthetic_raster", target, references, params, start=start, column_times=column_times,
-                     synthetic=synthetic, map_fn=map_fn)
+    return run_phase(
+        "synthetic_raster",
+        target,
+        references,
+        params,
+        start=start,
+        column_times=column_times,
+        synthetic=synthetic,
+        map_fn=map_fn,
+    )
 
 
-def three_phase_alignment(target, reference, references=None, *, column_times=None,
-                          phases: tuple[PhaseParams, PhaseParams, PhaseParams] = (BINNED, ONE_MAP, SYNTHETIC_RASTER),
-                          synthetic: SyntheticParams = SyntheticParams(), start: Transform = Transform(),
-                          map_fn=map) -> AlignmentResult:
+def three_phase_alignment(
+    target,
+    reference,
+    references=None,
+    *,
+    column_times=None,
+    phases: tuple[PhaseParams, PhaseParams, PhaseParams] = (BINNED, ONE_MAP, SYNTHETIC_RASTER),
+    synthetic: SyntheticParams = SyntheticParams(),
+    start: Transform = Transform(),
+    map_fn=map,
+) -> AlignmentResult:
     """Binned → one-map → synthetic-raster, each phase seeded by the previous one's correction.
 
     Parameters
@@ -231,7 +325,13 @@ def three_phase_alignment(target, reference, references=None, *, column_times=No
     binned_params, one_map_params, synthetic_params = phases
     first = binned_phase(target, reference, binned_params, start=start, map_fn=map_fn)
     second = one_map_phase(target, reference, one_map_params, start=first.transform, map_fn=map_fn)
-    third = synthetic_raster_phase(target, list(references) if references else [reference], synthetic_params,
-                                   column_times=column_times, start=second.transform, synthetic=synthetic,
-                                   map_fn=map_fn)
+    third = synthetic_raster_phase(
+        target,
+        list(references) if references else [reference],
+        synthetic_params,
+        column_times=column_times,
+        start=second.transform,
+        synthetic=synthetic,
+        map_fn=map_fn,
+    )
     return AlignmentResult((first, second, third))

@@ -6,13 +6,15 @@ import numpy as np
 from coalign.exceptions import ShapeError
 from coalign.transform import grid_from_wcs
 
-__all__ = ["auto_kernel_arcsec", "bin_factors", "clip_percentiles", "bin_image", "bin_to_kernel", "bin_wcs"]
+__all__ = ["auto_kernel_arcsec", "bin_factors", "bin_image", "bin_to_kernel", "bin_wcs", "clip_percentiles"]
 
 
 def _factor_pair(factor) -> tuple[int, int]:
     fy, fx = np.broadcast_to(np.asarray(factor), (2,))
     if fy < 1 or fx < 1 or int(fy) != fy or int(fx) != fx:
-        raise ValueError(f"factor must be a positive integer or a pair of them (fy, fx), got factor={factor!r}")
+        raise ValueError(
+            f"factor must be a positive integer or a pair of them (fy, fx), got factor={factor!r}"
+        )
     return int(fy), int(fx)
 
 
@@ -43,12 +45,16 @@ def bin_image(image, factor) -> np.ndarray:
     """
     image = np.asarray(image, dtype=float)
     if image.ndim != 2:
-        raise ShapeError(f"image must be 2-D, got shape {image.shape}; "
-                         "select one spectral window or integrate over wavelength first")
+        raise ShapeError(
+            f"image must be 2-D, got shape {image.shape}; "
+            "select one spectral window or integrate over wavelength first"
+        )
     fy, fx = _factor_pair(factor)
     ny, nx = image.shape[0] // fy * fy, image.shape[1] // fx * fx
     if ny == 0 or nx == 0:
-        raise ShapeError(f"image of shape {image.shape} is smaller than one block {(fy, fx)}; use a smaller kernel")
+        raise ShapeError(
+            f"image of shape {image.shape} is smaller than one block {(fy, fx)}; use a smaller kernel"
+        )
     blocks = image[:ny, :nx].reshape(ny // fy, fy, nx // fx, fx)
     valid = np.isfinite(blocks)
     total = np.where(valid, blocks, 0.0).sum(axis=(1, 3))
@@ -97,8 +103,10 @@ def bin_factors(wcs, kernel_arcsec) -> tuple[int, int]:
         kernel_arcsec = kernel_arcsec.to_value(u.arcsec)
     kernel_arcsec = float(kernel_arcsec)
     if not np.isfinite(kernel_arcsec) or kernel_arcsec <= 0:
-        raise ValueError(f"kernel_arcsec must be a positive angle, got kernel_arcsec={kernel_arcsec!r}; "
-                         "use e.g. 20 * u.arcsec")
+        raise ValueError(
+            f"kernel_arcsec must be a positive angle, got kernel_arcsec={kernel_arcsec!r}; "
+            "use e.g. 20 * u.arcsec"
+        )
     scale_x, scale_y = grid_from_wcs(wcs).pixel_scale
     return max(1, round(kernel_arcsec / scale_y)), max(1, round(kernel_arcsec / scale_x))
 

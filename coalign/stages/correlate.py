@@ -50,8 +50,17 @@ def pearson(a, b, *, min_overlap_fraction=0.3, min_overlap_pixels=16) -> float:
     return float(np.dot(x, y) / denom)
 
 
-def correlate(target, reference, transform: Transform, grid: TargetGrid, *, plan: FramePlan | None = None,
-              order: int = 1, min_overlap_fraction: float = 0.3, min_overlap_pixels: int = 16) -> float:
+def correlate(
+    target,
+    reference,
+    transform: Transform,
+    grid: TargetGrid,
+    *,
+    plan: FramePlan | None = None,
+    order: int = 1,
+    min_overlap_fraction: float = 0.3,
+    min_overlap_pixels: int = 16,
+) -> float:
     """Correlation between the target and the reference seen through the corrected target pointing.
 
     Parameters
@@ -77,8 +86,9 @@ def correlate(target, reference, transform: Transform, grid: TargetGrid, *, plan
         Pearson correlation, NaN below the minimum overlap.
     """
     sampled = sample_reference(reference, transform, grid, plan=plan, order=order)
-    return pearson(target, sampled, min_overlap_fraction=min_overlap_fraction,
-                   min_overlap_pixels=min_overlap_pixels)
+    return pearson(
+        target, sampled, min_overlap_fraction=min_overlap_fraction, min_overlap_pixels=min_overlap_pixels
+    )
 
 
 def correlation_for_params(ref_img, target_img, dx, dy, sx, sy, center=None) -> float:

@@ -47,7 +47,7 @@ def _corners(wcs, shape):
     corners = pixel_to_skycoord(np.array([0, nx - 1, nx - 1, 0]), np.array([0, 0, ny - 1, ny - 1]), wcs)
     lon = corners.spherical.lon.wrap_at("180d").arcsec
     lat = corners.spherical.lat.arcsec
-    return (f"lon {lon.min():.0f}..{lon.max():.0f} arcsec, lat {lat.min():.0f}..{lat.max():.0f} arcsec")
+    return f"lon {lon.min():.0f}..{lon.max():.0f} arcsec, lat {lat.min():.0f}..{lat.max():.0f} arcsec"
 
 
 def reproject_image(reference, reference_wcs, target_wcs, target_shape, *, pad=(0, 0), method="interp"):
@@ -86,14 +86,17 @@ def reproject_image(reference, reference_wcs, target_wcs, target_shape, *, pad=(
     if method == "interp":
         resampled, footprint = reproject_interp((reference, reference_wcs), out_wcs, shape_out=out_shape)
     elif method == "adaptive":
-        resampled, footprint = reproject_adaptive((reference, reference_wcs), out_wcs, shape_out=out_shape,
-                                                  conserve_flux=False)
+        resampled, footprint = reproject_adaptive(
+            (reference, reference_wcs), out_wcs, shape_out=out_shape, conserve_flux=False
+        )
     else:
         raise ValueError(f"method must be 'interp' or 'adaptive', got method={method!r}")
     resampled[footprint <= 0] = np.nan
     if not np.isfinite(resampled).any():
         raise NoOverlapError(
             "the reference does not overlap the target grid: reference covers "
-            f"{_corners(reference_wcs, reference.shape)}, padded target covers {_corners(out_wcs, out_shape)}; "
-            "check both pointings, the observation times and the observers")
+            f"{_corners(reference_wcs, reference.shape)}, "
+            f"padded target covers {_corners(out_wcs, out_shape)}; "
+            "check both pointings, the observation times and the observers"
+        )
     return resampled

@@ -42,8 +42,9 @@ def sample_at(image, coords, order=1) -> np.ndarray:
     return values
 
 
-def sample_reference(frames, transform: Transform, grid: TargetGrid, *, plan: FramePlan | None = None,
-                     order: int = 1) -> np.ndarray:
+def sample_reference(
+    frames, transform: Transform, grid: TargetGrid, *, plan: FramePlan | None = None, order: int = 1
+) -> np.ndarray:
     """The reference as seen by the target grid once its pointing is corrected by ``transform``.
 
     Parameters
@@ -74,7 +75,9 @@ def sample_reference(frames, transform: Transform, grid: TargetGrid, *, plan: Fr
     yy, xx = np.mgrid[0:ny, 0:nx]
     out = np.zeros((ny, nx))
     for k in np.unique(np.concatenate([plan.lower, plan.upper])):
-        weight = np.where(plan.lower == k, 1.0 - plan.weight, 0.0) + np.where(plan.upper == k, plan.weight, 0.0)
+        weight = np.where(plan.lower == k, 1.0 - plan.weight, 0.0) + np.where(
+            plan.upper == k, plan.weight, 0.0
+        )
         columns = np.flatnonzero(weight > 0)
         if columns.size == 0:
             continue

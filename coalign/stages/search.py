@@ -39,8 +39,12 @@ class SearchState:
 def _in_bounds(candidate: Transform, origin: Transform, params: PhaseParams) -> bool:
     rx, ry = params.shift_range_arcsec
     low, high = params.scale_range
-    return (abs(candidate.dx - origin.dx) <= rx + 1e-9 and abs(candidate.dy - origin.dy) <= ry + 1e-9
-            and low <= candidate.sx <= high and low <= candidate.sy <= high)
+    return (
+        abs(candidate.dx - origin.dx) <= rx + 1e-9
+        and abs(candidate.dy - origin.dy) <= ry + 1e-9
+        and low <= candidate.sx <= high
+        and low <= candidate.sy <= high
+    )
 
 
 def _neighbours(state: SearchState, params: PhaseParams) -> list[Transform]:
@@ -48,7 +52,9 @@ def _neighbours(state: SearchState, params: PhaseParams) -> list[Transform]:
     step_x, step_y, step_s = state.steps
     moves = [(i * step_x, j * step_y, 0.0, 0.0) for i, j in product((-1, 0, 1), repeat=2) if (i, j) != (0, 0)]
     if params.fit_scale:
-        moves += [(0.0, 0.0, i * step_s, j * step_s) for i, j in product((-1, 0, 1), repeat=2) if (i, j) != (0, 0)]
+        moves += [
+            (0.0, 0.0, i * step_s, j * step_s) for i, j in product((-1, 0, 1), repeat=2) if (i, j) != (0, 0)
+        ]
     candidates = [Transform(t.dx + a, t.dy + b, t.sx + c, t.sy + d) for a, b, c, d in moves]
     return [c for c in candidates if c.sx > 0 and c.sy > 0 and _in_bounds(c, state.origin, params)]
 
@@ -56,9 +62,14 @@ def _neighbours(state: SearchState, params: PhaseParams) -> list[Transform]:
 def start_search(score_fn, start: Transform, params: PhaseParams) -> SearchState:
     """Initial `SearchState` at ``start`` (one objective evaluation)."""
     score = score_fn(start)
-    return SearchState(transform=start, score=score, origin=start,
-                       steps=(*params.step_arcsec, params.scale_step if params.fit_scale else 0.0),
-                       n_evaluations=1, history=((start, score),))
+    return SearchState(
+        transform=start,
+        score=score,
+        origin=start,
+        steps=(*params.step_arcsec, params.scale_step if params.fit_scale else 0.0),
+        n_evaluations=1,
+        history=((start, score),),
+    )
 
 
 def _at_min_step(steps, params: PhaseParams) -> bool:
@@ -102,10 +113,17 @@ def search_step(score_fn, state: SearchState, params: PhaseParams, *, map_fn=map
     improved = np.isfinite(gains) & (gains > 0)
     if improved.any():
         weights = gains[improved] / gains[improved].sum()
-        deltas = np.array([[c.dx - best_t.dx, c.dy - best_t.dy, c.sx - best_t.sx, c.sy - best_t.sy]
-                           for c, ok in zip(candidates, improved, strict=True) if ok])
+        deltas = np.array(
+            [
+                [c.dx - best_t.dx, c.dy - best_t.dy, c.sx - best_t.sx, c.sy - best_t.sy]
+                for c, ok in zip(candidates, improved, strict=True)
+                if ok
+            ]
+        )
         move = weights @ deltas
-        proposal = Transform(best_t.dx + move[0], best_t.dy + move[1], best_t.sx + move[2], best_t.sy + move[3])
+        proposal = Transform(
+            best_t.dx + move[0], best_t.dy + move[1], best_t.sx + move[2], best_t.sy + move[3]
+        )
         pool = [(c, s) for c, s, ok in zip(candidates, scores, improved, strict=True) if ok]
         if _in_bounds(proposal, state.origin, params):
             pool.append((proposal, score_fn(proposal)))
@@ -115,7 +133,7 @@ def search_step(score_fn, state: SearchState, params: PhaseParams, *, map_fn=map
     steps = state.steps if improved.any() else tuple(s / 2 for s in state.steps)
     plateau = state.plateau + 1 if not gain > 1e-6 else 0
     iteration = state.iteration + 1
-    history = state.history + ((best_t, best_s),) if gain > 0 else state.history
+    history = (*state.history, (best_t, best_s)) if gain > 0 else state.history
     message, done = "", False
     if not improved.any() and _at_min_step(state.steps, params):
         message, done = "converged: no better neighbour at the minimum step", True
@@ -125,8 +143,18 @@ def search_step(score_fn, state: SearchState, params: PhaseParams, *, map_fn=map
         message, done = f"reached max_corr={params.max_corr}", True
     elif iteration >= params.max_iter:
         message, done = f"stopped at max_iter={params.max_iter}", True
-    return replace(state, transform=best_t, score=best_s, steps=steps, plateau=plateau, n_evaluations=n_eval,
-                   iteration=iteration, history=history, done=done, message=message)
+    return replace(
+        state,
+        transform=best_t,
+        score=best_s,
+        steps=steps,
+        plateau=plateau,
+        n_evaluations=n_eval,
+        iteration=iteration,
+        history=history,
+        done=done,
+        message=message,
+    )
 
 
 def population_search(score_fn, start: Transform, params: PhaseParams, *, map_fn=map) -> SearchResult:
@@ -160,5 +188,10 @@ def grid_search(score_fn, start: Transform, params: PhaseParams, *, map_fn=map) 
     if not np.isfinite(max(keys)):
         return SearchResult(start, float("nan"), len(points), (), "no grid point had enough overlap")
     best = int(np.argmax(keys))
-    return SearchResult(points[best], scores[best], len(points), ((points[best], scores[best]),),
-                        f"best of {len(points)} grid points")
+    return SearchResult(
+        points[best],
+        scores[best],
+        len(points),
+        ((points[best], scores[best]),),
+        f"best of {len(points)} grid points",
+    )

@@ -11,7 +11,9 @@ from coalign.transform import TargetGrid, Transform
 __all__ = ["build_synthetic_raster", "select_frames"]
 
 
-def select_frames(frame_times: Time, column_times: Time, params: SyntheticParams = SyntheticParams()) -> FramePlan:
+def select_frames(
+    frame_times: Time, column_times: Time, params: SyntheticParams = SyntheticParams()
+) -> FramePlan:
     """Choose the reference frame(s) for every target column.
 
     Parameters
@@ -49,10 +51,12 @@ def select_frames(frame_times: Time, column_times: Time, params: SyntheticParams
     worst_gap = float(gaps.min(axis=1)[worst])
     if worst_gap > params.max_time_gap_s:
         raise TimeCoverageError(
-            f"column {worst} (time {column_times.reshape(-1)[worst].isot}) is {worst_gap:.0f} s from the nearest "
+            f"column {worst} (time {column_times.reshape(-1)[worst].isot}) is {worst_gap:.0f} s "
+            "from the nearest "
             f"reference frame, more than max_time_gap_s={params.max_time_gap_s:.0f}; the reference sequence "
             f"covers {frame_times.min().isot} to {frame_times.max().isot}: add frames covering the raster "
-            "or raise max_time_gap_s")
+            "or raise max_time_gap_s"
+        )
     if not params.interpolate or ref_s.size == 1:
         return FramePlan(nearest, nearest, np.zeros(col_s.size))
     order = np.argsort(ref_s)
@@ -60,13 +64,22 @@ def select_frames(frame_times: Time, column_times: Time, params: SyntheticParams
     upper_pos = np.clip(np.searchsorted(sorted_s, col_s), 1, sorted_s.size - 1)
     lower_pos = upper_pos - 1
     span = sorted_s[upper_pos] - sorted_s[lower_pos]
-    weight = np.clip(np.divide(col_s - sorted_s[lower_pos], span, out=np.zeros_like(col_s), where=span > 0), 0, 1)
+    weight = np.clip(
+        np.divide(col_s - sorted_s[lower_pos], span, out=np.zeros_like(col_s), where=span > 0), 0, 1
+    )
     return FramePlan(order[lower_pos], order[upper_pos], weight)
 
 
-def build_synthetic_raster(frames, frame_times: Time, column_times: Time, grid: TargetGrid, *,
-                           transform: Transform = Transform(), params: SyntheticParams = SyntheticParams(),
-                           order: int = 1) -> np.ndarray:
+def build_synthetic_raster(
+    frames,
+    frame_times: Time,
+    column_times: Time,
+    grid: TargetGrid,
+    *,
+    transform: Transform = Transform(),
+    params: SyntheticParams = SyntheticParams(),
+    order: int = 1,
+) -> np.ndarray:
     """Build the raster the reference sequence would have produced on the target grid.
 
     Column ``i`` is sampled from the frame nearest to ``column_times[i]`` (or blended from the two
@@ -101,7 +114,9 @@ def build_synthetic_raster(frames, frame_times: Time, column_times: Time, grid: 
     if Time(frame_times).size != frames.shape[0]:
         raise ShapeError(f"{frames.shape[0]} frames but {Time(frame_times).size} frame times")
     if Time(column_times).size != nx:
-        raise TimeCoverageError(f"column_times has {Time(column_times).size} entries but the target has {nx} columns; "
-                                "pass one acquisition time per target column")
+        raise TimeCoverageError(
+            f"column_times has {Time(column_times).size} entries but the target has {nx} columns; "
+            "pass one acquisition time per target column"
+        )
     plan = select_frames(frame_times, column_times, params)
     return sample_reference(frames, transform, grid, plan=plan, order=order)

@@ -1,0 +1,147 @@
+"""Known-truth accuracy of the three phases on the bundled real IRIS sample, and bad-input errors."""
+
+import multiprocessing
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import sunpy.map
+from astropy.time import Time
+
+from coalign import (
+    BINNED,
+    ONE_MAP,
+    SYNTHETIC_RASTER,
+    AllNaNError,
+    EmptySequenceError,
+    ImageWithWCS,
+    NoOverlapError,
+    TimeCoverageError,
+    Transform,
+    WCSError,
+    apply_transform,
+    executor_map,
+    grid_from_wcs,
+    one_map_phase,
+    pool_map,
+    synthetic_raster_phase,
+    three_phase_alignment,
+)
+from tests.sample import sample
+
+CASES = [
+    Transform(-35.0, 25.0, 1.03, 0.98),
+    Transform(42.0, 18.0, 0.975, 1.025),
+    Transform(-20.0, -45.0, 1.02, 1.0),
+]
+
+
+@pytest.mark.parametrize("injected", CASES, ids=lambda t: f"{t.dx:+.0f},{t.dy:+.0f},{t.sx},{t.sy}")
+def test_three_phases_recover_injected_error(injected):
+    raster, times, sequence, reference = sample()
+    target = apply_transform(raster, injected)
+    truth = injected.inverse()
+    result = three_phase_alignment(target, reference, sequence, column_times=times)
+    found = result.transform
+    err_x, err_y = grid_from_wcs(target.wcs).shift_in_pixels(
+        Transform(found.dx - truth.dx, found.dy - truth.dy)
+    )
+    assert abs(err_x) <= 0.25 and abs(err_y) <= 0.25, (found, truth)
+    assert abs(found.sx / truth.sx - 1) <= 0.005, (found, truth)
+    assert abs(found.sy / truth.sy - 1) <= 0.005, (found, truth)
+    assert [p.name for p in result.phases] == ["binned", "one_map", "synthetic_raster"]
+    assert all(p.elapsed_s > 0 and p.n_evaluations > 0 for p in result.phases)
+
+
+def test_binned_phase_reaches_far_shifts():
+    raster, times, sequence, reference = sample()
+    target = apply_transform(raster, Transform(-60.0, 40.0))
+    first = three_phase_alignment(
+        target, reference, [reference], phases=(BINNED, ONE_MAP, replace(SYNTHETIC_RASTER, fit_scale=False))
+    ).phases[0]
+    assert abs(first.transform.dx - 60.0) < 6 and abs(first.transform.dy + 40.0) < 6
+
+
+def test_target_is_not_modified():
+    raster, times, sequence, reference = sample()
+    before = raster.data.copy(), dict(raster.meta)
+    one_map_phase(raster, reference, replace(ONE_MAP, shift_range_arcsec=(4, 4)))
+    np.testing.assert_array_equal(raster.data, before[0])
+    assert dict(raster.meta) == before[1]
+
+
+def _small_phase(map_fn):
+    raster, times, sequence, reference = sample()
+    target = apply_transform(raster, Transform(3.0, -2.0, 1.01, 1.0))
+    params = replace(
+        SYNTHETIC_RASTER,
+        shift_range_arcsec=(6, 6),
+        step_arcsec=(2, 2),
+        min_step_arcsec=(0.25, 0.25),
+        min_scale_step=2e-3,
+    )
+    return synthetic_raster_phase(target, sequence, params, column_times=times, map_fn=map_fn)
+
+
+def test_serial_process_pool_and_threads_agree():
+    serial = _small_phase(map)
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        pooled = _small_phase(pool_map(pool))
+    with ThreadPoolExecutor(2) as executor:
+        threaded = _small_phase(executor_map(executor))
+    for other in (pooled, threaded):
+        assert other.transform == serial.transform
+        assert other.score == serial.score
+        assert other.history == serial.history
+
+
+def test_all_nan_target_raises():
+    raster, times, sequence, reference = sample()
+    empty = sunpy.map.Map(np.full(raster.data.shape, np.nan), raster.meta)
+    with pytest.raises(AllNaNError, match="target holds no finite pixel"):
+        one_map_phase(empty, reference)
+
+
+def test_no_overlap_raises():
+    raster, times, sequence, reference = sample()
+    far = apply_transform(raster, Transform(0.0, -700.0))  # still on the disk: no off-limb warning
+    with pytest.raises(NoOverlapError, match="does not overlap"):
+        one_map_phase(far, reference)
+
+
+def test_missing_celestial_wcs_raises():
+    raster, times, sequence, reference = sample()
+    with pytest.raises(WCSError, match="target has no celestial WCS"):
+        one_map_phase(ImageWithWCS(raster.data, None), reference)
+
+
+def test_empty_sequence_raises():
+    raster, times, sequence, reference = sample()
+    with pytest.raises(EmptySequenceError, match="empty reference sequence"):
+        synthetic_raster_phase(raster, [], column_times=times)
+
+
+def test_column_times_mismatch_raises():
+    raster, times, sequence, reference = sample()
+    with pytest.raises(TimeCoverageError, match=r"column_times has 69 entries but the target has 70 columns"):
+        synthetic_raster_phase(raster, sequence, column_times=times[:-1])
+
+
+def test_sequence_without_column_times_raises():
+    raster, times, sequence, reference = sample()
+    with pytest.raises(TimeCoverageError, match="per-column times"):
+        synthetic_raster_phase(raster, sequence)
+
+
+def test_sequence_not_covering_raster_raises():
+    raster, times, sequence, reference = sample()
+    late = Time(times) + 30 * 86400 * np.ones(times.size) * 1.0 * __import__("astropy.units").units.s
+    with pytest.raises(TimeCoverageError, match="max_time_gap_s"):
+        synthetic_raster_phase(raster, sequence, column_times=late)
+
+
+@pytest.mark.parametrize("kernel", [0.0, -5.0])
+def test_bad_bin_kernel_raises(kernel):
+    with pytest.raises(ValueError, match="bin_kernel_arcsec must be a positive angle"):
+        replace(BINNED, bin_kernel_arcsec=kernel)
