@@ -15,7 +15,7 @@ import numpy as np
 
 __all__ = ["BINNED", "ONE_MAP", "SYNTHETIC_RASTER", "PhaseParams", "SyntheticParams"]
 
-STRATEGIES = ("grid+population", "population")
+STRATEGIES = ("fft", "grid+population", "population")
 AUTO_KERNEL_MAX_ARCSEC = 20.0
 AUTO_KERNEL_MIN_BINS = 24
 
@@ -67,9 +67,11 @@ class PhaseParams:
     clip_percentiles : (float, float) or None
         Clip target and reference to these percentiles of their own values before correlating, so that a
         few transient pixels (flare kernels, cosmic rays) cannot drive the correlation. None disables it.
-    strategy : {"grid+population", "population"}
-        ``"grid+population"`` scores every step on the shift grid first (robust for wide windows) and then
-        refines with the population search; ``"population"`` starts the population search directly.
+    strategy : {"fft", "grid+population", "population"}
+        ``"fft"`` scores every integer shift at once by FFT (masked NCC), fits the peak and polishes it
+        on the exact metric, with a grid over scale when ``fit_scale``; ``"grid+population"`` scores every
+        step on the shift grid first and then refines with the population search; ``"population"`` starts
+        the population search directly.
     """
 
     shift_range_arcsec: tuple[float, float] = (150.0, 150.0)

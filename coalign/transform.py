@@ -149,7 +149,7 @@ def grid_from_wcs(wcs, pad: tuple[int, int] = (0, 0)) -> TargetGrid:
             "transpose the image so that numpy axes are (y, x)"
         )
     scale = np.array([u.Unit(unit).to(u.arcsec) for unit in wcs.wcs.cunit])
-    matrix = (scale * wcs.wcs.cdelt)[:, None] * wcs.wcs.get_pc()
+    matrix = (scale * wcs.wcs.get_cdelt())[:, None] * wcs.wcs.get_pc()
     crpix = wcs.wcs.crpix - 1.0
     return TargetGrid(
         crpix=(float(crpix[0]), float(crpix[1])),

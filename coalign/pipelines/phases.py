@@ -32,6 +32,7 @@ from coalign.params import (
 from coalign.results import AlignmentResult, PhaseResult
 from coalign.stages.binning import auto_kernel_arcsec, bin_to_kernel, clip_percentiles
 from coalign.stages.correlate import correlate
+from coalign.stages.fft_search import fft_search
 from coalign.stages.reproject import pad_for_search, reproject_image
 from coalign.stages.sampling import FramePlan
 from coalign.stages.search import grid_search, population_search
@@ -206,13 +207,16 @@ def run_phase(
         min_overlap_pixels=params.min_overlap_pixels,
     )
     n_eval = 0
-    if params.strategy == "grid+population":
+    if params.strategy == "fft":
+        result = fft_search(target_data, frames, grid, params, start=start, plan=plan, map_fn=map_fn)
+    elif params.strategy == "grid+population":
         coarse = grid_search(score_fn, start, params, map_fn=map_fn)
         n_eval += coarse.n_evaluations
         if not np.isfinite(coarse.score):
             raise _overlap_error(name, params)
         start = coarse.transform
-    result = population_search(score_fn, start, params, map_fn=map_fn)
+    if params.strategy != "fft":
+        result = population_search(score_fn, start, params, map_fn=map_fn)
     n_eval += result.n_evaluations
     if not np.isfinite(result.score):
         raise _overlap_error(name, params)

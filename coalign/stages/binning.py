@@ -78,9 +78,11 @@ def bin_wcs(wcs, factor):
     fy, fx = _factor_pair(factor)
     f = np.array([fx, fy], dtype=float)
     out = wcs.deepcopy()
-    pc = wcs.wcs.get_pc()
+    pc, cdelt = wcs.wcs.get_pc(), wcs.wcs.get_cdelt()
+    if out.wcs.has_cd():
+        del out.wcs.cd  # re-expressed as PC + CDELT below
     out.wcs.pc = pc * f[None, :] / f[:, None]
-    out.wcs.cdelt = wcs.wcs.cdelt * f
+    out.wcs.cdelt = cdelt * f
     out.wcs.crpix = (wcs.wcs.crpix - 0.5) / f + 0.5
     if out.array_shape is not None:
         out.array_shape = (wcs.array_shape[0] // fy, wcs.array_shape[1] // fx)

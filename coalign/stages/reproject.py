@@ -25,10 +25,22 @@ def pad_for_search(grid, shape, shift_range_arcsec, scale_range=(1.0, 1.0), marg
     margin_pix : int
         Extra pixels on each side (interpolation support).
     """
-    scale_x, scale_y = grid.pixel_scale
-    worst_scale = max(abs(scale_range[0] - 1.0), abs(scale_range[1] - 1.0))
-    pad_x = shift_range_arcsec[0] / scale_x + worst_scale * shape[1]
-    pad_y = shift_range_arcsec[1] / scale_y + worst_scale * shape[0]
+    m = np.asarray(grid.matrix)
+    m_inv = np.linalg.inv(m)
+    rx, ry = shift_range_arcsec
+    shift_corners = np.array([[rx, ry], [rx, -ry], [-rx, ry], [-rx, -ry]]).T
+    shift_pix = np.abs(m_inv @ shift_corners).max(axis=1)
+    ny, nx = shape
+    cx, cy = grid.crpix
+    corners = np.array(
+        [[0 - cx, nx - 1 - cx, nx - 1 - cx, 0 - cx], [0 - cy, 0 - cy, ny - 1 - cy, ny - 1 - cy]]
+    )
+    scale_pix = np.zeros(2)
+    for sx in scale_range:
+        for sy in scale_range:
+            linear = m_inv @ np.diag([sx, sy]) @ m - np.eye(2)
+            scale_pix = np.maximum(scale_pix, np.abs(linear @ corners).max(axis=1))
+    pad_x, pad_y = shift_pix + scale_pix
     return int(np.ceil(pad_y)) + margin_pix, int(np.ceil(pad_x)) + margin_pix
 
 

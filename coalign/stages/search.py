@@ -55,8 +55,12 @@ def _neighbours(state: SearchState, params: PhaseParams) -> list[Transform]:
         moves += [
             (0.0, 0.0, i * step_s, j * step_s) for i, j in product((-1, 0, 1), repeat=2) if (i, j) != (0, 0)
         ]
-    candidates = [Transform(t.dx + a, t.dy + b, t.sx + c, t.sy + d) for a, b, c, d in moves]
-    return [c for c in candidates if c.sx > 0 and c.sy > 0 and _in_bounds(c, state.origin, params)]
+    candidates = [
+        Transform(t.dx + a, t.dy + b, t.sx + c, t.sy + d)
+        for a, b, c, d in moves
+        if t.sx + c > 0 and t.sy + d > 0
+    ]
+    return [c for c in candidates if _in_bounds(c, state.origin, params)]
 
 
 def start_search(score_fn, start: Transform, params: PhaseParams) -> SearchState:
@@ -109,7 +113,14 @@ def search_step(score_fn, state: SearchState, params: PhaseParams, *, map_fn=map
     scores = list(map_fn(score_fn, candidates))
     n_eval = state.n_evaluations + len(candidates)
     best_t, best_s = state.transform, state.score
-    gains = np.array([_key(s) - _key(state.score) for s in scores])
+    keys = np.array([_key(s) for s in scores])
+    base = _key(state.score)
+    if not np.isfinite(base) and np.isfinite(keys).any():
+        base = (
+            keys[np.isfinite(keys)].min() - 1.0
+        )  # from a start with no score, any scored neighbour improves
+    with np.errstate(invalid="ignore"):  # -inf - -inf when nothing has a score
+        gains = keys - base
     improved = np.isfinite(gains) & (gains > 0)
     if improved.any():
         weights = gains[improved] / gains[improved].sum()
@@ -129,7 +140,7 @@ def search_step(score_fn, state: SearchState, params: PhaseParams, *, map_fn=map
             pool.append((proposal, score_fn(proposal)))
             n_eval += 1
         best_t, best_s = max(pool, key=lambda pair: _key(pair[1]))
-    gain = _key(best_s) - _key(state.score)
+    gain = _key(best_s) - base
     steps = state.steps if improved.any() else tuple(s / 2 for s in state.steps)
     plateau = state.plateau + 1 if not gain > 1e-6 else 0
     iteration = state.iteration + 1
@@ -175,8 +186,9 @@ def grid_points(start: Transform, params: PhaseParams) -> list[Transform]:
     15
     """
     (rx, ry), (step_x, step_y) = params.shift_range_arcsec, params.step_arcsec
-    xs = np.arange(-np.floor(rx / step_x), np.floor(rx / step_x) + 1) * step_x
-    ys = np.arange(-np.floor(ry / step_y), np.floor(ry / step_y) + 1) * step_y
+    n_x, n_y = np.floor(rx / step_x + 1e-9), np.floor(ry / step_y + 1e-9)
+    xs = np.arange(-n_x, n_x + 1) * step_x
+    ys = np.arange(-n_y, n_y + 1) * step_y
     return [Transform(start.dx + x, start.dy + y, start.sx, start.sy) for y in ys for x in xs]
 
 
