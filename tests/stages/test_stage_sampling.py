@@ -1,0 +1,48 @@
+"""Sampling the reference under a correction: NaN holes stay local, identity returns the interior."""
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from coalign import Transform, sample_reference
+from coalign.stages.sampling import FramePlan, sample_at, single_frame_plan
+from coalign.transform import TargetGrid
+
+GRID = TargetGrid((9.5, 7.5), ((2.0, 0.0), (0.0, 1.5)), (3, 4))
+
+
+def _frame(seed=0):
+    return ndimage.gaussian_filter(np.random.default_rng(seed).normal(size=(22, 28)), 2)
+
+
+def test_identity_returns_the_unpadded_interior():
+    frame = _frame()
+    out = sample_reference(frame, Transform(), GRID)
+    np.testing.assert_allclose(out, frame[3:-3, 4:-4], atol=1e-12)
+
+
+@pytest.mark.parametrize("order", [1, 3])
+def test_nan_hole_does_not_spread(order):
+    frame = _frame()
+    frame[10, 12] = np.nan
+    coords = np.stack(np.mgrid[0:22, 0:28].reshape(2, -1)).astype(float) + 0.25
+    values = sample_at(frame, coords, order).reshape(22, 28)
+    far = np.ones((22, 28), bool)
+    far[7:13, 9:15] = False
+    far[-2:, :] = far[:, -2:] = False  # the image edge is out of support for the shifted samples
+    assert np.isfinite(values[far]).all()
+    assert np.isnan(values[10, 12])
+
+
+def test_plan_blends_frames_per_column():
+    frames = np.stack([np.zeros((22, 28)), np.ones((22, 28))])
+    weights = np.linspace(0, 1, 20)
+    out = sample_reference(
+        frames, Transform(), GRID, plan=FramePlan(np.zeros(20, int), np.ones(20, int), weights)
+    )
+    np.testing.assert_allclose(out, np.broadcast_to(weights, (16, 20)), atol=1e-12)
+
+
+def test_single_frame_plan():
+    plan = single_frame_plan(5)
+    assert plan.lower.tolist() == plan.upper.tolist() == [0] * 5 and not plan.weight.any()
