@@ -9,7 +9,7 @@ from coalign.params import PhaseParams
 from coalign.results import SearchResult
 from coalign.stages.correlate import correlate
 from coalign.stages.fft_ncc import ncc_surface
-from coalign.stages.sampling import FramePlan
+from coalign.stages.sampling import FramePlan, prepare_frames
 from coalign.transform import TargetGrid, Transform
 
 __all__ = ["fft_search", "quadratic_peak", "scaled_frames"]
@@ -137,7 +137,7 @@ def fft_search(
     objective = partial(
         correlate,
         target,
-        frames,
+        prepare_frames(frames),
         grid=grid,
         plan=plan,
         order=3,

@@ -7,7 +7,14 @@ from scipy import ndimage
 
 from coalign.transform import TargetGrid, Transform, pixel_mapping
 
-__all__ = ["FramePlan", "sample_at", "sample_reference", "single_frame_plan"]
+__all__ = [
+    "FramePlan",
+    "SplineFrames",
+    "prepare_frames",
+    "sample_at",
+    "sample_reference",
+    "single_frame_plan",
+]
 
 
 class FramePlan(NamedTuple):
@@ -16,6 +23,34 @@ class FramePlan(NamedTuple):
     lower: np.ndarray
     upper: np.ndarray
     weight: np.ndarray
+
+
+SPLINE_PAD = 12  # what scipy pads before prefiltering for mode="nearest"
+
+
+class SplineFrames(NamedTuple):
+    """Frames prefiltered once for cubic sampling: spline coefficients and the valid-pixel masks."""
+
+    coefficients: np.ndarray
+    valid: np.ndarray
+
+
+def prepare_frames(frames) -> SplineFrames:
+    """Prefilter frames for repeated cubic sampling (holes filled with the mean, masks kept apart).
+
+    Sampling prepared frames with `sample_reference` gives the same values as sampling the raw frames
+    with ``order=3``, without recomputing the spline coefficients at every call.
+    """
+    frames = np.asarray(frames, dtype=float)
+    frames = frames[None] if frames.ndim == 2 else frames
+    valid = np.isfinite(frames)
+    # Same edge treatment as map_coordinates(mode="nearest", prefilter=True): pad by the spline support.
+    filled = [
+        np.pad(np.where(v, f, np.nanmean(f)), SPLINE_PAD, mode="edge")
+        for f, v in zip(frames, valid, strict=True)
+    ]
+    coefficients = np.stack([ndimage.spline_filter(f, order=3, mode="nearest") for f in filled])
+    return SplineFrames(coefficients, valid.astype(float))
 
 
 def single_frame_plan(nx: int) -> FramePlan:
@@ -49,8 +84,9 @@ def sample_reference(
 
     Parameters
     ----------
-    frames : (ny + 2 pad_y, nx + 2 pad_x) or (k, ny + 2 pad_y, nx + 2 pad_x) array_like
+    frames : (ny + 2 pad_y, nx + 2 pad_x) or (k, ny + 2 pad_y, nx + 2 pad_x) array_like, or SplineFrames
         Reference frame(s) resampled onto the target grid padded by ``grid.pad``. Not modified.
+        `SplineFrames` (from `prepare_frames`) are sampled with cubic splines whatever ``order``.
     transform : Transform
         Candidate correction of the target pointing.
     grid : TargetGrid
@@ -65,11 +101,13 @@ def sample_reference(
     sampled : (ny, nx) ndarray
         NaN where the reference is invalid or out of the padded grid.
     """
-    frames = np.asarray(frames, dtype=float)
+    prepared = frames if isinstance(frames, SplineFrames) else None
+    frames = prepared.coefficients if prepared is not None else np.asarray(frames, dtype=float)
     if frames.ndim == 2:
         frames = frames[None]
     pad_y, pad_x = grid.pad
-    ny, nx = frames.shape[1] - 2 * pad_y, frames.shape[2] - 2 * pad_x
+    full_shape = (prepared.valid if prepared is not None else frames).shape
+    ny, nx = full_shape[1] - 2 * pad_y, full_shape[2] - 2 * pad_x
     plan = single_frame_plan(nx) if plan is None else plan
     matrix, offset = pixel_mapping(transform, grid)
     yy, xx = np.mgrid[0:ny, 0:nx]
@@ -83,6 +121,14 @@ def sample_reference(
             continue
         pix = np.stack([yy[:, columns].ravel(), xx[:, columns].ravel()])
         coords = matrix @ pix + offset[:, None]
-        values = sample_at(frames[k], coords, order).reshape(ny, columns.size)
+        if prepared is not None:
+            values = ndimage.map_coordinates(
+                frames[k], coords + SPLINE_PAD, order=3, mode="nearest", prefilter=False
+            )
+            support = ndimage.map_coordinates(prepared.valid[k], coords, order=1, cval=0.0, prefilter=False)
+            values[support < 1.0 - 1e-9] = np.nan
+            values = values.reshape(ny, columns.size)
+        else:
+            values = sample_at(frames[k], coords, order).reshape(ny, columns.size)
         out[:, columns] += weight[columns] * values
     return out

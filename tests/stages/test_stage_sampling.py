@@ -5,7 +5,7 @@ import pytest
 from scipy import ndimage
 
 from coalign import Transform, sample_reference
-from coalign.stages.sampling import FramePlan, sample_at, single_frame_plan
+from coalign.stages.sampling import FramePlan, prepare_frames, sample_at, single_frame_plan
 from coalign.transform import TargetGrid
 
 GRID = TargetGrid((9.5, 7.5), ((2.0, 0.0), (0.0, 1.5)), (3, 4))
@@ -46,3 +46,15 @@ def test_plan_blends_frames_per_column():
 def test_single_frame_plan():
     plan = single_frame_plan(5)
     assert plan.lower.tolist() == plan.upper.tolist() == [0] * 5 and not plan.weight.any()
+
+
+def test_prepared_frames_sample_like_raw_cubic():
+    frames = np.stack([_frame(1), _frame(2)])
+    frames[0, 8:10, 5:7] = np.nan
+    t = Transform(1.3, -0.7, 1.01, 0.99)
+    plan = FramePlan(np.repeat([0, 1], 10), np.repeat([0, 1], 10), np.zeros(20))
+    raw = sample_reference(frames, t, GRID, plan=plan, order=3)
+    prepared = sample_reference(prepare_frames(frames), t, GRID, plan=plan, order=3)
+    np.testing.assert_array_equal(np.isnan(raw), np.isnan(prepared))
+    np.testing.assert_allclose(prepared[np.isfinite(raw)], raw[np.isfinite(raw)], atol=1e-12)
+    assert np.isnan(raw).any() and np.isfinite(raw).mean() > 0.5
