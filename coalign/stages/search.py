@@ -141,7 +141,15 @@ def search_step(score_fn, state: SearchState, params: PhaseParams, *, map_fn=map
             n_eval += 1
         best_t, best_s = max(pool, key=lambda pair: _key(pair[1]))
     gain = _key(best_s) - base
-    steps = state.steps if improved.any() else tuple(s / 2 for s in state.steps)
+    # Adaptive steps per parameter group: a group (shift or scale) with no improving move halves its step.
+    t0 = state.transform
+    is_scale = np.array([c.sx != t0.sx or c.sy != t0.sy for c in candidates], dtype=bool)
+    shift_improved = bool((improved & ~is_scale).any())
+    scale_improved = bool((improved & is_scale).any())
+    steps = (
+        *(state.steps[:2] if shift_improved else (state.steps[0] / 2, state.steps[1] / 2)),
+        state.steps[2] if scale_improved else state.steps[2] / 2,
+    )
     plateau = state.plateau + 1 if not gain > 1e-6 else 0
     iteration = state.iteration + 1
     history = (*state.history, (best_t, best_s)) if gain > 0 else state.history
