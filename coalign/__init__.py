@@ -21,6 +21,7 @@ from coalign.facade import Coaligner
 from coalign.io.fits import write_corrected, write_map
 from coalign.io.maps import apply_transform, correct_header, make_corrected_wcs_map
 from coalign.io.readers import column_times_of, find_reference_files, read_map, read_raster, read_sequence
+from coalign.io.spice import read_spice_raster, spice_column_times, spice_windows
 from coalign.params import BINNED, ONE_MAP, SYNTHETIC_RASTER, PhaseParams, SyntheticParams
 from coalign.pipelines.phases import (
     ImageWithWCS,
@@ -84,12 +85,15 @@ __all__ = [
     "read_map",
     "read_raster",
     "read_sequence",
+    "read_spice_raster",
     "reproject_image",
     "run_phase",
     "sample_reference",
     "search_step",
     "select_frames",
     "serial_map",
+    "spice_column_times",
+    "spice_windows",
     "synthetic_raster_phase",
     "three_phase_alignment",
     "write_corrected",
