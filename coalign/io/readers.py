@@ -97,7 +97,8 @@ def find_reference_files(
     for path in sorted(folder.glob(pattern)):
         if any(token in path.name for token in exclude):
             continue
-        header = fits.getheader(path, 0 if fits.getheader(path, 0).get("NAXIS", 0) else 1)
+        with fits.open(path) as hdul:  # one open per file: the first HDU that holds an image
+            header = next((h.header for h in hdul if h.header.get("NAXIS", 0)), hdul[0].header)
         if channel is not None and not _matches_channel(path, header, channel):
             continue
         date = header.get("DATE-OBS", header.get("DATE_OBS"))

@@ -19,7 +19,14 @@ from typing import Any
 import numpy as np
 from astropy.time import Time
 
-from coalign.exceptions import AllNaNError, EmptySequenceError, ShapeError, TimeCoverageError, WCSError
+from coalign.exceptions import (
+    AllNaNError,
+    EmptySequenceError,
+    NoOverlapError,
+    ShapeError,
+    TimeCoverageError,
+    WCSError,
+)
 from coalign.params import (
     AUTO_KERNEL_MAX_ARCSEC,
     AUTO_KERNEL_MIN_BINS,
@@ -242,8 +249,6 @@ def run_phase(
 
 
 def _overlap_error(name, params):
-    from coalign.exceptions import NoOverlapError
-
     return NoOverlapError(
         f"phase {name!r}: no candidate correction gave the minimum overlap (min_overlap_fraction="
         f"{params.min_overlap_fraction}, min_overlap_pixels={params.min_overlap_pixels}) between target and "
