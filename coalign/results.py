@@ -6,7 +6,23 @@ from typing import Any
 
 from coalign.transform import Transform
 
-__all__ = ["AlignmentResult", "PhaseResult", "SearchResult"]
+__all__ = ["FLAGS", "NO_SIGMA", "AlignmentResult", "PhaseResult", "SearchResult"]
+
+#: Sanity flags a search can raise, and what each means.
+FLAGS = {
+    "edge": "the correlation peak lies on the edge of the search window; widen shift_range_arcsec",
+    "weak": "the correlation peak is weak (r below 0.3); the match may be spurious",
+    "ambiguous": "a second, separate peak nearly as high as the best exists; the match may be ambiguous",
+    "scale_edge": "a scale factor sits at the edge of scale_range; widen the range",
+}
+#: 1-sigma errors when none were estimated.
+NO_SIGMA = (float("nan"),) * 4
+SIGMA_KEYS = ("dx_arcsec", "dy_arcsec", "sx", "sy")
+
+
+def _json_floats(values) -> list:
+    """Floats with NaN replaced by None, for JSON and table rows."""
+    return [None if value != value else float(value) for value in values]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +41,11 @@ class SearchResult:
         Every accepted best ``(transform, score)``, in order (the search trajectory).
     message : str
         Why the search stopped.
+    sigma : (float, float, float, float)
+        1-sigma errors of ``(dx, dy, sx, sy)`` (arcsec, arcsec, factor, factor); NaN where not estimated
+        or not fitted.
+    flags : tuple of str
+        Sanity flags (keys of `FLAGS`) raised by the search.
     """
 
     transform: Transform
@@ -32,6 +53,8 @@ class SearchResult:
     n_evaluations: int
     history: tuple[tuple[Transform, float], ...] = ()
     message: str = ""
+    sigma: tuple[float, float, float, float] = NO_SIGMA
+    flags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +62,8 @@ class PhaseResult:
     """Outcome of one phase (binned, one_map or synthetic_raster).
 
     ``transform`` is the full correction of the target pointing after this phase (not an increment).
-    ``shift_pixels`` is its shift part in target pixels ``(x, y)``.
+    ``shift_pixels`` is its shift part in target pixels ``(x, y)``. ``sigma`` holds the 1-sigma errors
+    of ``(dx, dy, sx, sy)`` and ``flags`` the sanity flags (see `FLAGS`).
     """
 
     name: str
@@ -50,6 +74,8 @@ class PhaseResult:
     shift_pixels: tuple[float, float] = (0.0, 0.0)
     history: tuple[tuple[Transform, float], ...] = ()
     message: str = ""
+    sigma: tuple[float, float, float, float] = NO_SIGMA
+    flags: tuple[str, ...] = ()
     corrected_map: Any = field(default=None, compare=False, repr=False)
 
     def as_dict(self) -> dict:
@@ -59,7 +85,11 @@ class PhaseResult:
             **self.transform.as_dict(),
             "dx_pix": self.shift_pixels[0],
             "dy_pix": self.shift_pixels[1],
+            **{
+                f"sigma_{key}": value for key, value in zip(SIGMA_KEYS, _json_floats(self.sigma), strict=True)
+            },
             "score": self.score,
+            "flags": ",".join(self.flags),
             "n_evaluations": self.n_evaluations,
             "elapsed_s": self.elapsed_s,
             "message": self.message,
@@ -94,8 +124,12 @@ class AlignmentResult:
 
     def as_dict(self) -> dict:
         """Plain dictionary for JSON output."""
+        last = self.phases[-1]
         return {
             "transform": self.transform.as_dict(),
+            "shift_pixels": list(last.shift_pixels),
+            "sigma": dict(zip(SIGMA_KEYS, _json_floats(last.sigma), strict=True)),
             "score": self.score,
+            "flags": list(last.flags),
             "phases": [p.as_dict() for p in self.phases],
         }
