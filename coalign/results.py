@@ -46,6 +46,8 @@ class SearchResult:
         or not fitted.
     flags : tuple of str
         Sanity flags (keys of `FLAGS`) raised by the search.
+
+    ``sigma`` is left out of equality (it holds NaN, which never equals itself).
     """
 
     transform: Transform
@@ -53,7 +55,7 @@ class SearchResult:
     n_evaluations: int
     history: tuple[tuple[Transform, float], ...] = ()
     message: str = ""
-    sigma: tuple[float, float, float, float] = NO_SIGMA
+    sigma: tuple[float, float, float, float] = field(default=NO_SIGMA, compare=False)
     flags: tuple[str, ...] = ()
 
 
@@ -74,7 +76,7 @@ class PhaseResult:
     shift_pixels: tuple[float, float] = (0.0, 0.0)
     history: tuple[tuple[Transform, float], ...] = ()
     message: str = ""
-    sigma: tuple[float, float, float, float] = NO_SIGMA
+    sigma: tuple[float, float, float, float] = field(default=NO_SIGMA, compare=False)
     flags: tuple[str, ...] = ()
     corrected_map: Any = field(default=None, compare=False, repr=False)
 
