@@ -89,7 +89,7 @@ class PhaseParams:
     min_overlap_pixels: int = 16
     interpolation_order: int = 1
     clip_percentiles: tuple[float, float] | None = (5.0, 95.0)
-    strategy: str = "population"
+    strategy: str = "fft"
 
     def __post_init__(self):
         for name in ("shift_range_arcsec", "step_arcsec", "min_step_arcsec"):
@@ -150,10 +150,16 @@ class SyntheticParams:
         raises `~coalign.exceptions.TimeCoverageError`.
     interpolate : bool
         Blend the two frames that bracket each column time linearly instead of taking the nearest frame.
+    differential_rotation : bool
+        Carry each reference frame by solar differential rotation to the mean time of the target columns
+        it serves (`sunpy.coordinates.propagate_with_solar_surface`) before correlating. Off by default:
+        with frames a few minutes from their columns the motion is a fraction of a pixel, and frames are
+        blended in time anyway; turn it on for sparse sequences (e.g. hourly frames).
     """
 
     max_time_gap_s: float = 1800.0
     interpolate: bool = True
+    differential_rotation: bool = False
 
     def __post_init__(self):
         gap = self.max_time_gap_s
@@ -169,7 +175,6 @@ BINNED = PhaseParams(
     step_arcsec=(20.0, 20.0),
     min_step_arcsec=(2.0, 2.0),
     bin_kernel_arcsec="auto",
-    strategy="grid+population",
     min_overlap_fraction=0.5,
 )
 #: Phase 2: full resolution, narrower window around the binned result.
@@ -186,7 +191,7 @@ SYNTHETIC_RASTER = PhaseParams(
     min_step_arcsec=(0.05, 0.05),
     fit_scale=True,
     scale_range=(0.95, 1.05),
-    scale_step=0.005,
+    scale_step=0.01,
     min_scale_step=1e-4,
     min_overlap_fraction=0.5,
     plateau_iters=4,

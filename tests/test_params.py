@@ -24,14 +24,15 @@ def test_defaults():
     assert p.shift_range_arcsec == (150.0, 150.0)
     assert p.step_arcsec == (4.0, 4.0)
     assert p.bin_kernel_arcsec is None
-    assert p.strategy == "population"
+    assert p.strategy == "fft"
     assert SyntheticParams() == SyntheticParams(max_time_gap_s=1800.0, interpolate=True)
+    assert not SyntheticParams().differential_rotation
 
 
 def test_binned_reaches_wide_shift_range():
     assert min(BINNED.shift_range_arcsec) >= 150.0
     assert BINNED.bin_kernel_arcsec == "auto"
-    assert BINNED.strategy == "grid+population"
+    assert BINNED.strategy == ONE_MAP.strategy == SYNTHETIC_RASTER.strategy == "fft"
 
 
 def test_phases_narrow_down():

@@ -12,10 +12,11 @@ the *full* correction after the phase, so phases chain::
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
+import astropy.units as u
 import numpy as np
 from astropy.time import Time
 
@@ -39,9 +40,10 @@ from coalign.params import (
 from coalign.results import AlignmentResult, PhaseResult
 from coalign.stages.binning import auto_kernel_arcsec, bin_to_kernel, clip_percentiles
 from coalign.stages.correlate import correlate
-from coalign.stages.fft_search import fft_search
+from coalign.stages.fft_search import fft_search, frame_bands
+from coalign.stages.refine import uncertainty
 from coalign.stages.reproject import pad_for_search, reproject_image
-from coalign.stages.sampling import FramePlan
+from coalign.stages.sampling import FramePlan, prepare_frames
 from coalign.stages.search import grid_search, population_search
 from coalign.stages.synthetic import select_frames
 from coalign.transform import Transform, grid_from_wcs
@@ -95,6 +97,21 @@ def _reference_times(references) -> Time:
             "every reference map needs an observation time (DATE-OBS) for a synthetic raster"
         )
     return Time(times)
+
+
+def _served_time(plan: FramePlan, k: int, column_times: Time) -> Time:
+    """Mean acquisition time of the target columns that use frame ``k`` (weighted by their blend)."""
+    weight = np.where(plan.lower == k, 1.0 - plan.weight, 0.0) + np.where(plan.upper == k, plan.weight, 0.0)
+    seconds = (column_times - column_times[0]).to_value("s")
+    return column_times[0] + np.average(seconds, weights=weight) * u.s
+
+
+def target_time(target) -> Time:
+    """The target's observation time (``date`` attribute), required for differential rotation."""
+    date = getattr(target, "date", None)
+    if date is None:
+        raise TimeCoverageError("differential rotation needs the target's observation time (DATE-OBS)")
+    return Time(date)
 
 
 def run_phase(
@@ -192,17 +209,32 @@ def run_phase(
         scale_range if params.fit_scale else (min(start.sx, start.sy, 1.0), max(start.sx, start.sy, 1.0)),
     )
     grid = grid.with_pad(pad)
+    plan = FramePlan(*plan_columns) if plan_columns is not None else None
+    padded_width = target_data.shape[1] + 2 * pad[1]
+    bands = frame_bands(plan, len(references), target_data.shape[1], padded_width)
     frames = []
-    for ref in references:
+    for k, ref in enumerate(references):
         ref_data, ref_wcs = _checked_image(ref, "reference")
         if kernel is not None:
             ref_data, ref_wcs = bin_to_kernel(ref_data, ref_wcs, kernel)
-        frames.append(reproject_image(ref_data, ref_wcs, target_wcs, target_data.shape, pad=pad))
+        rotate_to = None
+        if synthetic.differential_rotation:
+            rotate_to = _served_time(plan, k, column_times) if plan is not None else target_time(target)
+        frames.append(
+            reproject_image(
+                ref_data,
+                ref_wcs,
+                target_wcs,
+                target_data.shape,
+                pad=pad,
+                columns=bands[k],
+                rotate_to=rotate_to,
+            )
+        )
     frames = np.stack(frames)
     if params.clip_percentiles is not None:
         target_data = clip_percentiles(target_data, params.clip_percentiles)
         frames = np.stack([clip_percentiles(frame, params.clip_percentiles) for frame in frames])
-    plan = FramePlan(*plan_columns) if plan_columns is not None else None
     score_fn = partial(
         correlate,
         target_data,
@@ -224,6 +256,16 @@ def run_phase(
         start = coarse.transform
     if params.strategy != "fft":
         result = population_search(score_fn, start, params, map_fn=map_fn)
+        if np.isfinite(result.score):
+            sigma = uncertainty(
+                target_data,
+                prepare_frames(frames),
+                grid,
+                result.transform,
+                plan=plan,
+                fit_scale=params.fit_scale,
+            )
+            result = replace(result, sigma=sigma)
     n_eval += result.n_evaluations
     if not np.isfinite(result.score):
         raise _overlap_error(name, params)
@@ -245,6 +287,8 @@ def run_phase(
         shift_pixels=full_grid.shift_in_pixels(result.transform),
         history=result.history,
         message=result.message,
+        sigma=result.sigma,
+        flags=result.flags,
     )
 
 

@@ -37,6 +37,54 @@ class _Correlator:
         return full[: my - ny + 1, : mx - nx + 1]
 
 
+def _group_sums(t, m_t, frame_lo, frame_hi, columns, weights, centre, workers) -> dict:
+    """The six correlation sums contributed by the target columns that use frames ``(lo, hi)``.
+
+    Only the band of columns the group can reach is transformed: target columns ``c0..c1`` and reference
+    columns ``c0..c1 + (mx - nx)``.
+    """
+    nx, mx = t.shape[1], frame_lo.shape[1]
+    c0, c1 = int(columns.min()), int(columns.max())
+    band = slice(c0, c1 + 1 + mx - nx)
+    t, m_t = t[:, c0 : c1 + 1], m_t[:, c0 : c1 + 1]
+    frame_lo, frame_hi = frame_lo[:, band], frame_hi[:, band]
+    local = columns - c0
+    in_group = np.zeros(t.shape[1])
+    in_group[local] = 1.0
+    weight_hi = np.zeros(t.shape[1])
+    weight_hi[local] = weights
+    corr = _Correlator(t.shape, frame_lo.shape, workers)
+    valid_r = np.isfinite(frame_lo) & np.isfinite(frame_hi)
+    f_lo = np.where(valid_r, frame_lo - centre, 0.0)
+    f_hi = np.where(valid_r, frame_hi - centre, 0.0)
+    spec_m_r = corr.spectrum(valid_r.astype(float))
+    mt_g = m_t * in_group
+    conj = {
+        name: np.conj(corr.spectrum(img))
+        for name, img in (("m", mt_g), ("t", t * in_group), ("tt", t * t * in_group))
+    }
+    acc = {"n": conj["m"] * spec_m_r, "a": conj["t"] * spec_m_r, "aa": conj["tt"] * spec_m_r}
+    if weight_hi.max() == 0:
+        spec_f = corr.spectrum(f_lo)
+        acc["b"] = conj["m"] * spec_f
+        acc["ab"] = conj["t"] * spec_f
+        acc["bb"] = conj["m"] * corr.spectrum(f_lo * f_lo)
+        return {key: corr.result(value) for key, value in acc.items()}
+    a_lo, a_hi = (1.0 - weight_hi) * in_group, weight_hi
+    acc["b"] = acc["ab"] = acc["bb"] = 0.0
+    for alpha, image in ((a_lo, f_lo), (a_hi, f_hi)):
+        spec_f = corr.spectrum(image)
+        acc["b"] = acc["b"] + np.conj(corr.spectrum(m_t * alpha)) * spec_f
+        acc["ab"] = acc["ab"] + np.conj(corr.spectrum(t * alpha)) * spec_f
+    for alpha, image in (
+        (a_lo * a_lo, f_lo * f_lo),
+        (a_hi * a_hi, f_hi * f_hi),
+        (2 * a_lo * a_hi, f_lo * f_hi),
+    ):
+        acc["bb"] = acc["bb"] + np.conj(corr.spectrum(m_t * alpha)) * corr.spectrum(image)
+    return {key: corr.result(value) for key, value in acc.items()}
+
+
 def ncc_surface(
     target,
     frames,
@@ -80,50 +128,18 @@ def ncc_surface(
     valid_t = np.isfinite(target)
     t = np.where(valid_t, target - target[valid_t].mean(), 0.0)
     m_t = valid_t.astype(float)
-    corr = _Correlator(target.shape, (my, mx), workers)
-    acc = {key: 0.0 for key in ("n", "a", "aa", "b", "ab", "bb")}
     groups = {}
     for col, (lo, hi, w) in enumerate(zip(plan.lower, plan.upper, plan.weight, strict=True)):
         key = (int(lo), int(hi)) if w > 0 and lo != hi else (int(lo), int(lo))
         groups.setdefault(key, []).append((col, 0.0 if key[0] == key[1] else float(w)))
     centre = np.nanmean(frames)
+    sums = {key: 0.0 for key in ("n", "a", "aa", "b", "ab", "bb")}
     for (lo, hi), members in groups.items():
         columns = np.array([c for c, _ in members])
-        weight_hi = np.zeros(nx)
-        weight_hi[columns] = [w for _, w in members]
-        in_group = np.zeros(nx)
-        in_group[columns] = 1.0
-        valid_r = np.isfinite(frames[lo]) & np.isfinite(frames[hi])
-        m_r = valid_r.astype(float)
-        f_lo = np.where(valid_r, frames[lo] - centre, 0.0)
-        f_hi = np.where(valid_r, frames[hi] - centre, 0.0)
-        mt_g = m_t * in_group
-        spec_m_r = corr.spectrum(m_r)
-        conj = {
-            name: np.conj(corr.spectrum(img))
-            for name, img in (("m", mt_g), ("t", t * in_group), ("tt", t * t * in_group))
-        }
-        acc["n"] = acc["n"] + conj["m"] * spec_m_r
-        acc["a"] = acc["a"] + conj["t"] * spec_m_r
-        acc["aa"] = acc["aa"] + conj["tt"] * spec_m_r
-        if lo == hi:
-            spec_f = corr.spectrum(f_lo)
-            acc["b"] = acc["b"] + conj["m"] * spec_f
-            acc["ab"] = acc["ab"] + conj["t"] * spec_f
-            acc["bb"] = acc["bb"] + conj["m"] * corr.spectrum(f_lo * f_lo)
-            continue
-        a_lo, a_hi = (1.0 - weight_hi) * in_group, weight_hi
-        for alpha, image in ((a_lo, f_lo), (a_hi, f_hi)):
-            spec_f = corr.spectrum(image)
-            acc["b"] = acc["b"] + np.conj(corr.spectrum(m_t * alpha)) * spec_f
-            acc["ab"] = acc["ab"] + np.conj(corr.spectrum(t * alpha)) * spec_f
-        for alpha, image in (
-            (a_lo * a_lo, f_lo * f_lo),
-            (a_hi * a_hi, f_hi * f_hi),
-            (2 * a_lo * a_hi, f_lo * f_hi),
-        ):
-            acc["bb"] = acc["bb"] + np.conj(corr.spectrum(m_t * alpha)) * corr.spectrum(image)
-    sums = {key: corr.result(value) for key, value in acc.items()}
+        weights = np.array([w for _, w in members])
+        group_sums = _group_sums(t, m_t, frames[lo], frames[hi], columns, weights, centre, workers)
+        for key, value in group_sums.items():
+            sums[key] = sums[key] + value
     n = np.rint(sums["n"])
     with np.errstate(invalid="ignore", divide="ignore"):
         cov = sums["ab"] - sums["a"] * sums["b"] / n

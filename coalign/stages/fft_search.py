@@ -1,26 +1,54 @@
 """Exhaustive search by FFT: every integer shift at once, sub-pixel peak fit, scale search, polish."""
 
 from functools import partial
+from typing import NamedTuple
 
 import numpy as np
-from scipy import ndimage, optimize
+from scipy import ndimage
 
 from coalign.params import PhaseParams
 from coalign.results import SearchResult
-from coalign.stages.correlate import correlate
 from coalign.stages.fft_ncc import ncc_surface
+from coalign.stages.refine import refine
 from coalign.stages.sampling import FramePlan, prepare_frames
 from coalign.transform import TargetGrid, Transform
 
-__all__ = ["fft_search", "quadratic_peak", "scaled_frames"]
+__all__ = [
+    "AMBIGUOUS_RATIO",
+    "WEAK_SCORE",
+    "ShiftPeak",
+    "fft_search",
+    "quadratic_peak",
+    "scaled_frames",
+    "secondary_peak_ratio",
+]
+
+#: Below this correlation a peak is flagged ``weak``.
+WEAK_SCORE = 0.3
+#: A separate peak at least this high (relative to the best, above the median) is flagged ``ambiguous``.
+AMBIGUOUS_RATIO = 0.9
 
 
-def scaled_frames(frames, grid: TargetGrid, sx: float, sy: float, *, order: int = 1) -> np.ndarray:
+def frame_bands(plan: FramePlan | None, n_frames: int, nx: int, mx: int) -> list[tuple[int, int]]:
+    """Columns ``[start, stop)`` of each padded frame that any shift can bring under its target columns."""
+    if plan is None:
+        return [(0, mx)] * n_frames
+    bands = []
+    for k in range(n_frames):
+        used = np.flatnonzero((plan.lower == k) | ((plan.upper == k) & (plan.weight > 0)))
+        bands.append((int(used.min()), int(used.max()) + 1 + mx - nx) if used.size else (0, 0))
+    return bands
+
+
+def scaled_frames(
+    frames, grid: TargetGrid, sx: float, sy: float, *, order: int = 1, bands=None
+) -> np.ndarray:
     """Frames resampled so that, under scale ``(sx, sy)``, a shift is a pure integer translation.
 
     ``out[k](u) = frames[k](c + L (u - c))`` with ``L = M^-1 diag(s) M`` and ``c`` the padded reference
     pixel; then target pixel ``p`` under ``Transform(d, s)`` sees ``out[k](p + pad + delta)`` with
-    ``d = diag(s) M delta``.
+    ``d = diag(s) M delta``. With ``bands`` (from `frame_bands`), only those columns of each frame are
+    computed and the rest is NaN.
     """
     frames = np.asarray(frames, dtype=float)
     if sx == 1.0 and sy == 1.0:
@@ -31,12 +59,21 @@ def scaled_frames(frames, grid: TargetGrid, sx: float, sy: float, *, order: int 
     linear_yx = swap @ linear_xy @ swap
     centre_yx = np.array(grid.crpix[::-1]) + np.asarray(grid.pad, dtype=float)
     offset = centre_yx - linear_yx @ centre_yx
-    return np.stack(
-        [
-            ndimage.affine_transform(f, linear_yx, offset=offset, order=order, cval=np.nan, prefilter=False)
-            for f in frames
-        ]
-    )
+    bands = bands if bands is not None else [(0, frames.shape[2])] * len(frames)
+    out = np.full(frames.shape, np.nan)
+    for k, (start, stop) in enumerate(bands):
+        if stop <= start:
+            continue
+        out[k, :, start:stop] = ndimage.affine_transform(
+            frames[k],
+            linear_yx,
+            offset=offset + linear_yx @ [0.0, start],
+            output_shape=(frames.shape[1], stop - start),
+            order=order,
+            cval=np.nan,
+            prefilter=False,
+        )
+    return out
 
 
 def quadratic_peak(surface, iy: int, ix: int) -> tuple[float, float]:
@@ -62,11 +99,48 @@ def quadratic_peak(surface, iy: int, ix: int) -> tuple[float, float]:
     return iy + dy, ix + dx
 
 
-def _best_shift(target, frames, grid, sx, sy, start, params, plan):
-    """Best (sub-pixel) shift for one scale; returns (Transform, score, edge flag)."""
+class ShiftPeak(NamedTuple):
+    """Best integer-grid shift for one scale, with its sub-pixel vertex and sanity measures."""
+
+    transform: Transform
+    score: float
+    edge: bool
+    second_ratio: float
+
+
+def secondary_peak_ratio(surface, iy: int, ix: int) -> float:
+    """Height of the best peak outside the main lobe, relative to the main peak (above the median).
+
+    The main lobe is the connected region around ``(iy, ix)`` where the surface exceeds the midpoint
+    between the peak and the median; 1 means another peak as high as the best, 0 none above the median.
+
+    Examples
+    --------
+    >>> yy, xx = np.mgrid[0:40, 0:40]
+    >>> def blob(y, x):
+    ...     return np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / 8)
+    >>> s = blob(10, 10) + 0.5 * blob(30, 28)
+    >>> round(secondary_peak_ratio(s, 10, 10), 2)
+    0.5
+    """
+    finite = np.isfinite(surface)
+    peak = surface[iy, ix]
+    floor = float(np.median(surface[finite]))
+    if not peak > floor:
+        return 0.0
+    labels, _ = ndimage.label(finite & (surface > (peak + floor) / 2))
+    outside = finite & (labels != labels[iy, ix])
+    if not outside.any():
+        return 0.0
+    return float(max(0.0, (np.max(surface[outside]) - floor) / (peak - floor)))
+
+
+def _best_shift(target, frames, grid, sx, sy, start, params, plan) -> ShiftPeak:
+    """Best (sub-pixel) shift for one scale, from the masked NCC surface over the search window."""
+    bands = frame_bands(plan, len(frames), target.shape[1], frames.shape[2])
     surface = ncc_surface(
         target,
-        scaled_frames(frames, grid, sx, sy, order=1),
+        scaled_frames(frames, grid, sx, sy, order=1, bands=bands),
         plan=plan,
         min_overlap_fraction=params.min_overlap_fraction,
         min_overlap_pixels=params.min_overlap_pixels,
@@ -79,12 +153,13 @@ def _best_shift(target, frames, grid, sx, sy, start, params, plan):
     inside = (np.abs(d[0] - start.dx) <= rx) & (np.abs(d[1] - start.dy) <= ry)
     masked = np.where(inside, surface, np.nan)
     if not np.isfinite(masked).any():
-        return Transform(start.dx, start.dy, sx, sy), float("nan"), False
+        return ShiftPeak(Transform(start.dx, start.dy, sx, sy), float("nan"), False, 0.0)
     iy, ix = np.unravel_index(np.nanargmax(masked), masked.shape)
     peak_y, peak_x = quadratic_peak(np.where(inside, surface, -np.inf), iy, ix)
     dx, dy = m_s @ [peak_x - pad_x, peak_y - pad_y]
     edge = not (inside[max(iy - 1, 0) : iy + 2, max(ix - 1, 0) : ix + 2].all())
-    return Transform(dx, dy, sx, sy), float(masked[iy, ix]), edge
+    ratio = secondary_peak_ratio(masked, iy, ix)
+    return ShiftPeak(Transform(dx, dy, sx, sy), float(masked[iy, ix]), edge, ratio)
 
 
 def _scale_axis(low, high, step, centre):
@@ -102,55 +177,98 @@ def fft_search(
     plan: FramePlan | None = None,
     map_fn=map,
 ) -> SearchResult:
-    """Exact exhaustive search: FFT correlation over all shifts, scale grid, then continuous polish.
+    """Exact exhaustive search: FFT correlation over all shifts, scale grid, then Gauss-Newton refinement.
 
     1. For each scale candidate (only ``start``'s scale unless ``params.fit_scale``), the masked NCC by
        FFT scores every integer shift within ``params.shift_range_arcsec`` of ``start``; a parabola
        through the peak's neighbours gives the sub-pixel shift. Scale candidates are scored through
        ``map_fn``: a 1-D grid on ``sx``, then on ``sy``, at ``params.scale_step``.
-    2. The best candidate is polished on the exact metric (`correlate` with cubic sampling) by Powell's
-       method over the shift (and scale) parameters.
+    2. The best candidate is refined jointly in shift (and scale) on the exact metric (cubic sampling)
+       by Gauss-Newton (`coalign.stages.refine.refine`), which also gives the 1-sigma errors.
 
-    The returned message says whether the peak lies on the edge of the search window.
+    The result carries sanity flags (see `coalign.results.FLAGS`): ``edge`` (peak on the window's
+    edge), ``weak`` (r below `WEAK_SCORE`), ``ambiguous`` (a separate peak at least `AMBIGUOUS_RATIO` as
+    high above the median) and ``scale_edge`` (a scale at the edge of ``params.scale_range``).
     """
     frames = np.asarray(frames, dtype=float)
     frames = frames[None] if frames.ndim == 2 else frames
     best_at = partial(_best_shift, target, frames, grid, start=start, params=params, plan=plan)
     n_eval = 0
-    candidates = [(start.sx, start.sy)]
     if params.fit_scale:
         low, high = params.scale_range
         sxs = _scale_axis(low, high, params.scale_step, start.sx)
-        results = list(map_fn(_call_best, [(best_at, sx, start.sy) for sx in sxs]))
-        n_eval += len(sxs)
-        best_sx = max(results, key=lambda r: _key(r[1]))[0].sx
+        x_peaks = list(map_fn(_call_best, [(best_at, sx, start.sy) for sx in sxs]))
+        best_sx = max(x_peaks, key=lambda p: _key(p.score)).transform.sx
         sys_ = _scale_axis(low, high, params.scale_step, start.sy)
-        results += list(map_fn(_call_best, [(best_at, best_sx, sy) for sy in sys_]))
-        n_eval += len(sys_)
+        y_peaks = list(map_fn(_call_best, [(best_at, best_sx, sy) for sy in sys_]))
+        peaks = x_peaks + y_peaks
+        n_eval += len(sxs) + len(sys_)
+        scale_start = (_vertex(sxs, [p.score for p in x_peaks]), _vertex(sys_, [p.score for p in y_peaks]))
     else:
-        results = list(map_fn(_call_best, [(best_at, sx, sy) for sx, sy in candidates]))
+        peaks = [best_at(sx=start.sx, sy=start.sy)]
         n_eval += 1
-    transform, score, edge = max(results, key=lambda r: _key(r[1]))
-    if not np.isfinite(score):
+        scale_start = (start.sx, start.sy)
+    peak = max(peaks, key=lambda p: _key(p.score))
+    if not np.isfinite(peak.score):
         return SearchResult(start, float("nan"), n_eval, (), "no shift had enough overlap")
-    history = ((transform, score),)
-    objective = partial(
-        correlate,
+    history = ((peak.transform, peak.score),)
+    refined = refine(
         target,
         prepare_frames(frames),
-        grid=grid,
+        grid,
+        Transform(peak.transform.dx, peak.transform.dy, *scale_start),
         plan=plan,
-        order=3,
+        fit_scale=params.fit_scale,
         min_overlap_fraction=params.min_overlap_fraction,
         min_overlap_pixels=params.min_overlap_pixels,
     )
-    polished, polished_score, n_polish = _polish(objective, transform, params)
-    n_eval += n_polish
-    if _key(polished_score) >= _key(score):
-        transform, score = polished, polished_score
+    n_eval += refined.n_evaluations
+    transform, score = peak.transform, peak.score
+    # The refinement only accepts steps that raise the exact (cubic) correlation from the peak's value.
+    if np.isfinite(refined.score) and _within(refined.transform, start, params):
+        transform, score = refined.transform, refined.score
         history = (*history, (transform, score))
-    message = "peak on the edge of the search window" if edge else "converged: FFT peak polished"
-    return SearchResult(transform, score, n_eval, history, message)
+    flags = _flags(peak, transform, score, params)
+    message = "converged: FFT peak refined" if refined.converged else "FFT peak; refinement did not converge"
+    if "edge" in flags:
+        message = "peak on the edge of the search window"
+    return SearchResult(transform, score, n_eval, history, message, refined.sigma, flags)
+
+
+def _within(transform: Transform, start: Transform, params: PhaseParams) -> bool:
+    """Whether a refined transform stayed inside the search window and scale range."""
+    rx, ry = params.shift_range_arcsec
+    low, high = params.scale_range
+    inside = abs(transform.dx - start.dx) <= rx + 1e-9 and abs(transform.dy - start.dy) <= ry + 1e-9
+    if params.fit_scale:
+        inside &= low - 1e-9 <= transform.sx <= high + 1e-9 and low - 1e-9 <= transform.sy <= high + 1e-9
+    return bool(inside)
+
+
+def _flags(peak: ShiftPeak, transform: Transform, score: float, params: PhaseParams) -> tuple[str, ...]:
+    flags = []
+    if peak.edge:
+        flags.append("edge")
+    if not score >= WEAK_SCORE:
+        flags.append("weak")
+    if peak.second_ratio >= AMBIGUOUS_RATIO:
+        flags.append("ambiguous")
+    if params.fit_scale:
+        low, high = params.scale_range
+        margin = params.scale_step / 2
+        if min(transform.sx, transform.sy) < low + margin or max(transform.sx, transform.sy) > high - margin:
+            flags.append("scale_edge")
+    return tuple(flags)
+
+
+def _vertex(values, scores) -> float:
+    """Value at the vertex of the parabola through the best score and its two neighbours on a grid."""
+    scores = np.array([_key(v) for v in scores])
+    i = int(np.argmax(scores))
+    if 0 < i < len(values) - 1 and np.all(np.isfinite(scores[i - 1 : i + 2])):
+        offset = quadratic_peak(scores[None, i - 1 : i + 2], 0, 1)[1] - 1
+        return float(values[i] + offset * (values[i + 1] - values[i]))
+    return float(values[i])
 
 
 def _call_best(args):
@@ -160,31 +278,3 @@ def _call_best(args):
 
 def _key(score):
     return score if np.isfinite(score) else -np.inf
-
-
-def _polish(objective, start: Transform, params: PhaseParams):
-    """Powell polish of the exact metric around ``start`` (shift in pixels-ish units, scale in steps)."""
-    scale_x, scale_y = params.min_step_arcsec
-    units = np.array([1.0, 1.0, params.scale_step, params.scale_step])
-    free = 4 if params.fit_scale else 2
-    origin = np.array([start.dx, start.dy, start.sx, start.sy])
-    counter = {"n": 0}
-
-    def negative(z):
-        counter["n"] += 1
-        values = origin.copy()
-        values[:free] += z * units[:free]
-        if values[2] <= 0 or values[3] <= 0:
-            return 1.0
-        score = objective(Transform(*values))
-        return -score if np.isfinite(score) else 1.0
-
-    res = optimize.minimize(
-        negative,
-        np.zeros(free),
-        method="Powell",
-        options={"xtol": min(scale_x, scale_y) / 10, "ftol": 1e-9, "maxfev": 400},
-    )
-    values = origin.copy()
-    values[:free] += res.x * units[:free]
-    return Transform(*values), -float(res.fun), counter["n"]

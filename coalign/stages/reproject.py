@@ -1,12 +1,16 @@
 """Resample a reference image onto the target's pixel grid, padded by the search range."""
 
+from contextlib import nullcontext
+
 import numpy as np
+from astropy.time import Time
 from astropy.wcs.utils import pixel_to_skycoord
 from reproject import reproject_adaptive, reproject_interp
+from sunpy.coordinates import propagate_with_solar_surface
 
 from coalign.exceptions import AllNaNError, NoOverlapError, ShapeError
 
-__all__ = ["pad_for_search", "padded_wcs", "reproject_image"]
+__all__ = ["observation_time", "pad_for_search", "padded_wcs", "reproject_image", "wcs_at_time"]
 
 
 def pad_for_search(grid, shape, shift_range_arcsec, scale_range=(1.0, 1.0), margin_pix=2) -> tuple[int, int]:
@@ -54,6 +58,24 @@ def padded_wcs(wcs, shape, pad):
     return out, new_shape
 
 
+def observation_time(wcs) -> Time | None:
+    """The time a WCS's coordinate frame refers to (``DATE-AVG``, else ``DATE-OBS``), or None."""
+    for value in (wcs.wcs.dateavg, wcs.wcs.dateobs):
+        if value:
+            return Time(value)
+    return None
+
+
+def wcs_at_time(wcs, time: Time):
+    """Copy of ``wcs`` whose coordinate frame refers to ``time`` (observer position kept as written)."""
+    out = wcs.deepcopy()
+    time = Time(time)
+    out.wcs.dateobs = out.wcs.dateavg = time.isot
+    out.wcs.mjdobs = out.wcs.mjdavg = time.mjd
+    out.wcs.set()
+    return out
+
+
 def _corners(wcs, shape):
     ny, nx = shape
     corners = pixel_to_skycoord(np.array([0, nx - 1, nx - 1, 0]), np.array([0, 0, ny - 1, ny - 1]), wcs)
@@ -62,11 +84,28 @@ def _corners(wcs, shape):
     return f"lon {lon.min():.0f}..{lon.max():.0f} arcsec, lat {lat.min():.0f}..{lat.max():.0f} arcsec"
 
 
-def reproject_image(reference, reference_wcs, target_wcs, target_shape, *, pad=(0, 0), method="interp"):
+def reproject_image(
+    reference,
+    reference_wcs,
+    target_wcs,
+    target_shape,
+    *,
+    pad=(0, 0),
+    method="interp",
+    rotate_to: Time | None = None,
+    columns: tuple[int, int] | None = None,
+):
     """Resample a reference image onto the (padded) target grid with the ``reproject`` package.
 
     Frames are converted through astropy/sunpy coordinates, so different observers (e.g. SDO and Solar
     Orbiter) are handled when the WCS carry observer metadata (sunpy Map ``.wcs`` does).
+
+    Solar features move with the Sun, not with the sky: by default the target grid is evaluated at the
+    reference's own observation time, so only the change of observer is applied (a plain transform
+    between two times would hold features fixed in inertial space and shift them by the Earth's orbital
+    motion, ~0.7 arcsec/hour from 1 au). With ``rotate_to``, features are instead carried by solar
+    differential rotation from the reference's time to ``rotate_to``
+    (`sunpy.coordinates.propagate_with_solar_surface`).
 
     Parameters
     ----------
@@ -83,6 +122,11 @@ def reproject_image(reference, reference_wcs, target_wcs, target_shape, *, pad=(
     method : {"interp", "adaptive"}
         ``"interp"`` (bilinear, fast) or ``"adaptive"`` (anti-aliased; use it when the reference is much
         finer than the target).
+    rotate_to : `~astropy.time.Time`, optional
+        Compensate differential rotation from the reference's time to this time.
+    columns : (int, int), optional
+        Resample only padded-grid columns ``start:stop`` (the rest is NaN): a frame of a synthetic raster
+        serves only the columns observed near its time.
 
     Returns
     -------
@@ -94,16 +138,32 @@ def reproject_image(reference, reference_wcs, target_wcs, target_shape, *, pad=(
         raise ShapeError(f"reference must be a 2-D image, got shape {reference.shape}")
     if not np.isfinite(reference).any():
         raise AllNaNError("reference holds no finite pixel; check the file or the selected window")
-    out_wcs, out_shape = padded_wcs(target_wcs, target_shape, pad)
-    if method == "interp":
-        resampled, footprint = reproject_interp((reference, reference_wcs), out_wcs, shape_out=out_shape)
-    elif method == "adaptive":
-        resampled, footprint = reproject_adaptive(
-            (reference, reference_wcs), out_wcs, shape_out=out_shape, conserve_flux=False
-        )
-    else:
+    if method not in ("interp", "adaptive"):
         raise ValueError(f"method must be 'interp' or 'adaptive', got method={method!r}")
-    resampled[footprint <= 0] = np.nan
+    out_wcs, out_shape = padded_wcs(target_wcs, target_shape, pad)
+    reference_time = observation_time(reference_wcs)
+    if rotate_to is not None and reference_time is None:
+        raise ValueError("rotate_to needs the reference WCS's observation time (DATE-OBS or DATE-AVG)")
+    frame_time = rotate_to if rotate_to is not None else reference_time
+    if frame_time is not None and observation_time(out_wcs) is not None:
+        out_wcs = wcs_at_time(out_wcs, frame_time)
+    start, stop = columns if columns is not None else (0, out_shape[1])
+    band_wcs = out_wcs.deepcopy()
+    band_wcs.wcs.crpix = out_wcs.wcs.crpix - np.array([start, 0.0])
+    band_wcs.wcs.set()
+    band_shape = (out_shape[0], stop - start)
+    with propagate_with_solar_surface() if rotate_to is not None else nullcontext():
+        if method == "interp":
+            band, footprint = reproject_interp(
+                (reference, reference_wcs), band_wcs, shape_out=band_shape, roundtrip_coords=False
+            )
+        else:
+            band, footprint = reproject_adaptive(
+                (reference, reference_wcs), band_wcs, shape_out=band_shape, conserve_flux=False
+            )
+    band[footprint <= 0] = np.nan
+    resampled = np.full(out_shape, np.nan)
+    resampled[:, start:stop] = band
     if not np.isfinite(resampled).any():
         raise NoOverlapError(
             "the reference does not overlap the target grid: reference covers "

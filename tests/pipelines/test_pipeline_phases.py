@@ -48,7 +48,10 @@ def test_three_phases_recover_injected_error(injected):
         Transform(found.dx - truth.dx, found.dy - truth.dy)
     )
     assert abs(err_x) <= 0.25 and abs(err_y) <= 0.25, (found, truth)
-    assert abs(found.sx / truth.sx - 1) <= 0.005, (found, truth)
+    # The sample's target comes from other frames than the references (scene evolution over ~5 min):
+    # its x scale is determined to about 0.2 % (1 sigma). Noise-only known-truth cases, with tighter
+    # bounds, are in test_pipeline_accuracy.py.
+    assert abs(found.sx / truth.sx - 1) <= 0.0075, (found, truth)
     assert abs(found.sy / truth.sy - 1) <= 0.005, (found, truth)
     assert [p.name for p in result.phases] == ["binned", "one_map", "synthetic_raster"]
     assert all(p.elapsed_s > 0 and p.n_evaluations > 0 for p in result.phases)

@@ -1,0 +1,185 @@
+"""SPICE-sized benchmark: coalign (FFT and population strategies) against sunxcorr, on the same files.
+
+Builds the known-truth case of `spice_case` (a 192 x 800 raster from 21 rotated FSI 174 frames of
+1280 x 1280) once into a work folder, then runs each method in its own subprocess and reports wall time,
+peak resident memory (of that process) and the error against the truth::
+
+    python benchmarks/bench_spice.py [--workdir DIR] [--methods fft population sunxcorr]
+
+sunxcorr is optional (``pip install ".[bench]"``); it is skipped when not importable.
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+
+import numpy as np  # noqa: E402
+from spice_case import N_ROWS, N_STEPS, STEP, celestial_wcs, make_case, true_wcs  # noqa: E402
+
+METHODS = ("fft", "population", "sunxcorr")
+
+
+def run_coalign(case: dict, strategy: str) -> dict:
+    """coalign's three phases on the case files, with the given search strategy."""
+    from dataclasses import replace
+
+    import astropy.units as u
+
+    from coalign import (
+        BINNED,
+        ONE_MAP,
+        SYNTHETIC_RASTER,
+        apply_transform,
+        read_raster,
+        read_sequence,
+        three_phase_alignment,
+    )
+
+    raster, times = read_raster(case["raster"])
+    sequence = read_sequence(case["frames"])
+    middle = times.min() + (times.max() - times.min()) / 2
+    reference = min(sequence, key=lambda m: abs((m.date - middle).to_value(u.s)))
+    phases = (BINNED, ONE_MAP, SYNTHETIC_RASTER)
+    if strategy != "fft":
+        phases = tuple(replace(p, strategy="population") for p in phases)
+    result = three_phase_alignment(raster, reference, sequence, column_times=times, phases=phases)
+    t = result.transform
+    return {
+        "transform": [t.dx, t.dy, t.sx, t.sy],
+        "errors": wcs_errors(celestial_wcs(apply_transform(raster, t).fits_header)),
+        "sigma_arcsec": list(result.phases[-1].sigma[:2]),
+        "flags": list(result.phases[-1].flags),
+        "phase_s": [round(p.elapsed_s, 2) for p in result.phases],
+    }
+
+
+def run_sunxcorr(case: dict) -> dict:
+    """sunxcorr's own pipeline on the same files: coarse and fine single-map search, then its
+    synthetic-raster process with scale, as in its README, with 2 workers."""
+    import astropy.units as u
+    import sunpy.map
+    from sunxcorr import Orchestrator, SingleMapProcess, SyntheticRasterProcess
+
+    raster = sunpy.map.Map(case["raster"])
+    sequence = [sunpy.map.Map(p) for p in case["frames"]]
+    middle = raster.date
+    reference = min(sequence, key=lambda m: abs((m.date - middle).to_value(u.s)))
+    root = Orchestrator(n_workers=2)
+    root.add_child(SingleMapProcess(max_shift=150 * u.arcsec, bin_kernel=20 * u.arcsec, n_neighbors=8))
+    root.add_child(SingleMapProcess(max_shift=30 * u.arcsec, bin_kernel=1 * u.arcsec, n_neighbors=8))
+    root.add_child(
+        SyntheticRasterProcess(max_shift=15 * u.arcsec, scale_step=0.01, n_neighbors=8, plateau_iters=2)
+    )
+    root.base_target_map = raster
+    root.reference_map = reference
+    root.reference_sequence = sequence
+    root.verbose = 0
+    root.output_directory = Path(tempfile.mkdtemp())
+    root.execute()
+    final = root.get_final_result()
+    root.cleanup()
+    return {"errors": wcs_errors(celestial_wcs(final.output_map.fits_header)), "phase_s": []}
+
+
+def _child(method: str, workdir: str) -> None:
+    case = make_case(workdir)
+    start = time.perf_counter()
+    out = run_sunxcorr(case) if method == "sunxcorr" else run_coalign(case, method)
+    out["wall_s"] = time.perf_counter() - start
+    out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print("RESULT " + json.dumps(out))
+
+
+def _measure(method: str, workdir: str) -> dict | None:
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", method, "--workdir", workdir],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        print(f"{method}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
+        return None
+    return json.loads(lines[-1][len("RESULT ") :])
+
+
+def wcs_errors(corrected_wcs) -> list[float]:
+    """Errors of a corrected WCS against the true pointing, whatever the tool's own convention.
+
+    World coordinates of the raster's centre and of the mid-points of its edges are compared with the
+    truth: the centre's offset in true pixels (x, y), and the scale error (%) from the edge-to-edge
+    distances along x and y.
+    """
+    import astropy.units as u
+
+    truth_wcs = true_wcs()
+    ny, nx = N_ROWS, N_STEPS
+    px = np.array([(nx - 1) / 2, 0, nx - 1, (nx - 1) / 2, (nx - 1) / 2])
+    py = np.array([(ny - 1) / 2, (ny - 1) / 2, (ny - 1) / 2, 0, ny - 1])
+
+    def world(wcs):
+        coords = wcs.pixel_to_world(px, py)
+        return coords.Tx.to_value(u.arcsec), coords.Ty.to_value(u.arcsec)
+
+    (tx, ty), (cx, cy) = world(truth_wcs), world(corrected_wcs)
+    return [
+        float((cx[0] - tx[0]) / STEP[0]),
+        float((cy[0] - ty[0]) / STEP[1]),
+        float(100 * ((cx[2] - cx[1]) / (tx[2] - tx[1]) - 1)),
+        float(100 * ((cy[4] - cy[3]) / (ty[4] - ty[3]) - 1)),
+    ]
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "coalign-bench-spice"))
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--child", choices=METHODS, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        _child(args.child, args.workdir)
+        return
+    case = make_case(args.workdir)
+    truth = case["truth"]
+    print(f"CPUs: {os.cpu_count()}; truth: {truth}")
+    columns = (
+        "method",
+        "wall [s]",
+        "peak RSS [MiB]",
+        "dx err [px]",
+        "dy err [px]",
+        "sx err [%]",
+        "sy err [%]",
+    )
+    print("| " + " | ".join((*columns, "phases [s]")) + " |")
+    print("|---|---|---|---|---|---|---|---|")
+    walls = {}
+    for method in args.methods:
+        out = _measure(method, args.workdir)
+        if out is None:
+            continue
+        walls[method] = out["wall_s"]
+        ex, ey, es_x, es_y = out["errors"]
+        print(
+            f"| {method} | {out['wall_s']:.2f} | {out['peak_rss_mib']:.0f} | {ex:+.3f} | {ey:+.3f} | "
+            f"{es_x:+.3f} | {es_y:+.3f} | {out.get('phase_s', '')} |"
+        )
+    for other in ("population", "sunxcorr"):
+        if "fft" in walls and other in walls:
+            print(f"speed-up of fft over {other}: {walls[other] / walls['fft']:.1f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,233 @@
+"""Joint local refinement of a correction by Gauss-Newton, and its 1-sigma errors.
+
+Maximising Pearson's r between the target ``t`` and the reference ``R(theta)`` seen through correction
+``theta`` is the same as minimising the residual of the linear fit ``t ~ alpha + beta R(theta)``, because
+that residual is ``sum (t - mean t)^2 (1 - r^2)`` over the overlap. Linearising ``R`` around the current
+``theta`` turns each step into one linear least-squares problem
+
+    t ~ alpha + beta R + sum_k (beta delta_k) dR/dtheta_k,
+
+whose solution gives the step ``delta`` and, at convergence, the covariance of ``theta``: the residual
+variance times the inverse normal matrix, inflated by the residual's spatial correlation (neighbouring
+residuals are not independent when the scene evolved or the noise is smoothed).
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+import scipy.fft
+
+from coalign.stages.correlate import pearson
+from coalign.stages.sampling import FramePlan, SplineFrames, sample_reference
+from coalign.transform import TargetGrid, Transform
+
+__all__ = ["Refinement", "correlation_inflation", "refine", "uncertainty"]
+
+#: The derivative images are recomputed every this many Gauss-Newton steps (chord method in between).
+JACOBIAN_EVERY = 3
+#: Half-width (pixels) of the lag window over which the residual autocorrelation is summed.
+INFLATION_LAGS = 2
+
+
+class Refinement(NamedTuple):
+    """Outcome of `refine`: the correction, its correlation, 1-sigma errors and evaluation count."""
+
+    transform: Transform
+    score: float
+    sigma: tuple[float, float, float, float]
+    n_evaluations: int
+    converged: bool
+
+
+def _values(transform: Transform) -> np.ndarray:
+    return np.array([transform.dx, transform.dy, transform.sx, transform.sy])
+
+
+def _steps(grid: TargetGrid, shape) -> np.ndarray:
+    """Finite-difference steps: 0.05 pixel for shifts, 0.05 pixel at the image edge for scales."""
+    pixel = np.linalg.norm(np.asarray(grid.matrix), axis=0)  # arcsec per pixel along x, y
+    half_size = max(shape) / 2.0
+    return np.array([0.05 * pixel[0], 0.05 * pixel[1], 0.05 / half_size, 0.05 / half_size])
+
+
+def correlation_inflation(residual, lags: int = INFLATION_LAGS) -> float:
+    """Variance inflation from the spatial correlation of a residual image (1 for white noise).
+
+    The sum of the residual's normalised autocorrelation over lags within ``lags`` pixels on each axis
+    (NaN pixels excluded), floored at 1. For white noise it is 1; for residuals correlated over a few
+    pixels it approaches the number of pixels per independent sample.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> round(correlation_inflation(rng.normal(size=(200, 200))), 1)
+    1.0
+    """
+    residual = np.asarray(residual, dtype=float)
+    valid = np.isfinite(residual)
+    if valid.sum() < 4:
+        return 1.0
+    e = np.where(valid, residual - residual[valid].mean(), 0.0)
+    m = valid.astype(float)
+    shape = [scipy.fft.next_fast_len(n + lags, real=True) for n in e.shape]
+    spectrum_e = scipy.fft.rfft2(e, s=shape)
+    spectrum_m = scipy.fft.rfft2(m, s=shape)
+    acf = scipy.fft.irfft2(spectrum_e * np.conj(spectrum_e), s=shape)
+    counts = np.rint(scipy.fft.irfft2(spectrum_m * np.conj(spectrum_m), s=shape))
+    index = np.r_[0 : lags + 1, -lags:0]
+    window = acf[np.ix_(index, index)]
+    n = counts[np.ix_(index, index)]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = (window / n) / (acf[0, 0] / counts[0, 0])
+    return float(max(1.0, np.nansum(np.where(n > 0, rho, 0.0))))
+
+
+def _design(target, frames, grid, plan, theta, free, steps):
+    """Target values and design matrix [1, R, dR/dtheta_free...] over the common valid pixels, the valid
+    mask, and the derivative images (central differences)."""
+    base = sample_reference(frames, Transform(*theta), grid, plan=plan)
+    columns = []
+    for k in free:
+        up, down = theta.copy(), theta.copy()
+        up[k] += steps[k]
+        down[k] -= steps[k]
+        r_up = sample_reference(frames, Transform(*up), grid, plan=plan)
+        r_down = sample_reference(frames, Transform(*down), grid, plan=plan)
+        columns.append((r_up - r_down) / (2 * steps[k]))
+    valid = np.isfinite(target) & np.isfinite(base)
+    for column in columns:
+        valid &= np.isfinite(column)
+    x = np.column_stack([np.ones(valid.sum()), base[valid], *(c[valid] for c in columns)])
+    return target[valid], x, valid, np.stack(columns)
+
+
+def refine(
+    target,
+    frames: SplineFrames,
+    grid: TargetGrid,
+    start: Transform,
+    *,
+    plan: FramePlan | None = None,
+    fit_scale: bool = False,
+    max_iter: int = 20,
+    min_overlap_fraction: float = 0.3,
+    min_overlap_pixels: int = 16,
+) -> Refinement:
+    """Gauss-Newton refinement of ``start`` on the exact (cubic-sampled) correlation, with 1-sigma errors.
+
+    Parameters
+    ----------
+    target : (ny, nx) ndarray
+        Target image, NaN for invalid pixels. Not modified.
+    frames : SplineFrames
+        Reference frame(s) on the padded target grid, prefiltered by
+        `~coalign.stages.sampling.prepare_frames`.
+    grid : TargetGrid
+        Target grid geometry with the frames' padding.
+    start : Transform
+        Starting correction (within about a pixel of the optimum, e.g. an FFT peak).
+    plan : FramePlan, optional
+        Frames used per target column (synthetic raster).
+    fit_scale : bool
+        Refine ``sx, sy`` jointly with the shift.
+    max_iter : int
+        Maximum Gauss-Newton steps.
+    min_overlap_fraction, min_overlap_pixels
+        As in `~coalign.stages.correlate.pearson`.
+
+    Returns
+    -------
+    Refinement
+        ``sigma`` holds the 1-sigma errors of ``(dx, dy, sx, sy)``; NaN for parameters not fitted.
+    """
+    target = np.asarray(target, dtype=float)
+    free = [0, 1, 2, 3] if fit_scale else [0, 1]
+    steps = _steps(grid, target.shape)
+    theta = _values(start)
+    n_eval = 0
+
+    def score(values):
+        sampled = sample_reference(frames, Transform(*values), grid, plan=plan)
+        return pearson(
+            target, sampled, min_overlap_fraction=min_overlap_fraction, min_overlap_pixels=min_overlap_pixels
+        )
+
+    best = score(theta)
+    n_eval += 1
+    converged = False
+    jacobian, age = None, 0
+    for _iteration in range(max_iter):
+        fresh = jacobian is None or age >= JACOBIAN_EVERY
+        if fresh:
+            _, _, _, jacobian = _design(target, frames, grid, plan, theta, free, steps)
+            n_eval += 1 + 2 * len(free)
+            age = 0
+        age += 1
+        base = sample_reference(frames, Transform(*theta), grid, plan=plan)
+        n_eval += 1
+        valid = np.isfinite(target) & np.isfinite(base) & np.all(np.isfinite(jacobian), axis=0)
+        x = np.column_stack([np.ones(valid.sum()), base[valid], *(j[valid] for j in jacobian)])
+        if valid.sum() < max(min_overlap_pixels, x.shape[1] + 2):
+            break
+        coef, *_ = np.linalg.lstsq(x, target[valid], rcond=None)
+        if not coef[1] > 0:
+            break
+        delta = np.zeros(4)
+        delta[free] = coef[2:] / coef[1]
+        accepted = False
+        for _halving in range(5):
+            trial = theta + delta
+            if trial[2] > 0 and trial[3] > 0:
+                value = score(trial)
+                n_eval += 1
+                if np.isfinite(value) and value >= best - 1e-12:
+                    theta, best, accepted = trial, value, True
+                    break
+            delta /= 2
+        small = bool(np.all(np.abs(delta[free]) < steps[free] / 50))
+        if (not accepted or small) and not fresh:
+            jacobian = None  # judge convergence (or failure) only with fresh derivatives
+            continue
+        if not accepted or small:
+            converged = small
+            break
+    sigma = _sigma(target, frames, grid, plan, theta, free, steps)
+    n_eval += 1 + 2 * len(free)
+    return Refinement(Transform(*theta), float(best), sigma, n_eval, bool(converged))
+
+
+def _sigma(target, frames, grid, plan, theta, free, steps) -> tuple[float, float, float, float]:
+    """1-sigma errors at ``theta`` from the linearised least-squares problem, inflated for correlation."""
+    t, x, valid, _ = _design(target, frames, grid, plan, theta, free, steps)
+    out = np.full(4, np.nan)
+    dof = t.size - x.shape[1]
+    if dof < 1:
+        return tuple(out)
+    coef, *_ = np.linalg.lstsq(x, t, rcond=None)
+    residual = t - x @ coef
+    variance = residual @ residual / dof
+    residual_image = np.full(valid.shape, np.nan)
+    residual_image[valid] = residual
+    inflation = correlation_inflation(residual_image)
+    try:
+        covariance = np.linalg.inv(x.T @ x) * variance * inflation
+    except np.linalg.LinAlgError:
+        return tuple(out)
+    beta = coef[1]
+    if not beta > 0:
+        return tuple(out)
+    # theta_k = c_k / beta with c_k the gradient coefficients; beta's own error is second order.
+    out[free] = np.sqrt(np.clip(np.diag(covariance)[2:], 0, None)) / beta
+    return tuple(float(v) for v in out)
+
+
+def uncertainty(
+    target, frames: SplineFrames, grid: TargetGrid, transform: Transform, *, plan=None, fit_scale=False
+) -> tuple[float, float, float, float]:
+    """1-sigma errors of ``(dx, dy, sx, sy)`` at a found correction (NaN for parameters not fitted).
+
+    The same estimate `refine` returns, for corrections found by other searches.
+    """
+    target = np.asarray(target, dtype=float)
+    free = [0, 1, 2, 3] if fit_scale else [0, 1]
+    return _sigma(target, frames, grid, plan, _values(transform), free, _steps(grid, target.shape))
