@@ -1,0 +1,513 @@
+"""IRIS L2 rasters and slit-jaw images: real files from irispy-lmsal 0.5.0 (see tests/data/iris/README.md).
+
+The files were shrunk x0.1 by irispy's test-data script without updating CDELT, so most tests read them
+with ``repair_plate_scale=True``; the tests of the reading rules that do not depend on the plate scale
+read them as they are and expect the plate-scale warning.
+"""
+
+import re
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import astropy.units as u
+import numpy as np
+import pytest
+import sunpy.data.test
+from astropy.io import fits
+from astropy.time import Time
+from astropy.wcs import WCS
+from scipy import ndimage
+from sunpy.coordinates import get_earth
+
+from coalign import (
+    BINNED,
+    ONE_MAP,
+    SYNTHETIC_RASTER,
+    CoalignWarning,
+    TimeCoverageError,
+    Transform,
+    WCSError,
+    apply_transform,
+    grid_from_wcs,
+    one_map_phase,
+    three_phase_alignment,
+    write_corrected,
+)
+from coalign.io.iris import (
+    _inconsistent,
+    _native_lengths,
+    integrate_spectra,
+    iris_column_times,
+    iris_windows,
+    read_iris_raster,
+    read_iris_sji,
+    repair_resampled_header,
+)
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "iris"
+RASTER = DATA / "iris_l2_20140329_140938_3860258481_raster_t000_r00000.fits"
+SJI = DATA / "iris_l2_20140329_140938_3860258481_SJI_2832_t000.fits"
+SJI_SNS = DATA / "iris_l2_20210905_001833_3620258102_SJI_2832_t000_deconvolved.fits"
+WINDOWS = [
+    "C II 1336",
+    "1343",
+    "Fe XII 1349",
+    "O I 1356",
+    "Si IV 1403",
+    "2832",
+    "2826",
+    "2814",
+    "Mg II k 2796",
+]
+PLATE_SCALE = "repair_plate_scale=True"
+#: Frames of the SJI 2832 file whose auxiliary rows were interpolated through missing exposures.
+BAD_POINTING = r"frames \[6, 7\] have no valid pointing"
+#: Native (full-resolution) lengths of the 2014 files: 1094 slit pixels, 1102 SJI columns.
+NATIVE_Y, NATIVE_X = 1094, 1102
+#: The 8-step raster is 16" wide: a bare population search from zero shift can stop in a side lobe
+#: (measured -2.9 raster steps for one injection below); the FFT strategy scores every shift first.
+STRATEGY = "fft"
+
+
+def _raster(window="2832", path=RASTER, **kwargs):
+    return read_iris_raster(path, window, repair_plate_scale=True, **kwargs)
+
+
+def _sji(path=SJI, **kwargs):
+    if path == SJI:
+        with pytest.warns(CoalignWarning, match=BAD_POINTING):
+            return read_iris_sji(path, repair_plate_scale=True, **kwargs)
+    return read_iris_sji(path, repair_plate_scale=True, **kwargs)
+
+
+def _stamp(filename: str) -> Time:
+    """Time stamp of an IRIS level-1 file name, ``iris20140329_14094300_fuv.fits`` (mid-exposure)."""
+    day, clock = re.search(r"iris(\d{8})_(\d{8})_", filename).groups()
+    return Time(
+        f"{day[:4]}-{day[4:6]}-{day[6:]}T{clock[:2]}:{clock[2:4]}:{clock[4:6]}.{clock[6:]}", scale="utc"
+    )
+
+
+def _arcsec_world(wcs, *pixels):
+    return np.array(wcs.pixel_to_world_values(*pixels)) * 3600
+
+
+def _copy_with(tmp_path, source, edit, name="edited.fits"):
+    """A copy of a vendored file with ``edit(hdul)`` applied (the original is never touched).
+
+    Untouched HDUs are copied as raw bytes: the raster's ASCII table declares 7 fields but its rows hold
+    9, which astropy cannot re-encode once the table is read.
+    """
+    with fits.open(source) as hdul:
+        edit(hdul)
+        hdul.writeto(tmp_path / name)
+    return tmp_path / name
+
+
+# --- windows -------------------------------------------------------------------------------------------
+
+
+def test_windows_are_listed_from_tdesc():
+    assert iris_windows(RASTER) == WINDOWS
+    assert iris_windows(SJI) == ["SJI_2832"]
+
+
+def test_window_by_index_name_and_prefix():
+    by_name, _ = _raster("Si IV 1403")
+    by_index, _ = _raster(4)
+    by_prefix, _ = _raster("si iv")
+    np.testing.assert_array_equal(by_name.data, by_index.data)
+    np.testing.assert_array_equal(by_name.data, by_prefix.data)
+    assert by_name.meta["extname"] == "Si IV 1403"
+    assert by_name.meta["detector"] == "FUV2"
+    assert by_name.meta["wavelnth"] == pytest.approx(1402.77001953)
+
+
+@pytest.mark.parametrize(
+    ("window", "message"),
+    [("Ne VIII", "does not exist"), ("28", "is ambiguous"), (9, "out of range")],
+)
+def test_unknown_window_lists_the_windows(window, message):
+    with pytest.raises(KeyError, match=message) as error:
+        read_iris_raster(RASTER, window)
+    assert "Mg II k 2796" in str(error.value) and RASTER.name in str(error.value)
+
+
+def test_wrong_file_kinds_are_refused(tmp_path):
+    with pytest.raises(WCSError, match="read_iris_sji"):
+        read_iris_raster(SJI)
+    with pytest.raises(WCSError, match="read_iris_raster"):
+        read_iris_sji(RASTER)
+
+    def sit_and_stare(hdul):
+        for hdu in hdul[1:-2]:
+            hdu.header["CDELT3"] = 0.0
+
+    with pytest.raises(WCSError, match="sit-and-stare"):
+        read_iris_raster(_copy_with(tmp_path, RASTER, sit_and_stare), "Si IV")
+
+
+# --- times ---------------------------------------------------------------------------------------------
+
+
+def test_step_times_match_the_header_and_the_level1_file_names():
+    _, times = _raster("Si IV 1403")
+    with fits.open(RASTER) as hdul:
+        primary, table = hdul[0].header, hdul[-1].data
+    assert times.size == 8 == primary["NRASTERP"]
+    steps = np.diff(times.unix)
+    assert np.all(steps > 0)
+    assert steps.mean() == pytest.approx(primary["STEPT_AV"], abs=0.01)
+    start, end = Time(primary["STARTOBS"]), Time(primary["ENDOBS"])
+    assert start < times[0] and times[-1] < end
+    # Exposure starts: the first is DATE_OBS, the last DATE_END (to the header's 0.1 s rounding).
+    exposure = float(primary["EXPTIME"])
+    assert abs((times[0] - exposure / 2 * u.s - Time(primary["DATE_OBS"])).to_value(u.s)) < 0.01
+    assert abs((times[-1] - exposure / 2 * u.s - Time(primary["DATE_END"])).to_value(u.s)) < 0.1
+    # Mid-exposure times are the stamps of the level-1 FUV exposures the raster was made from.
+    stamps = Time([_stamp(name) for name in table["FUVfilename"]])
+    np.testing.assert_allclose((times - stamps).to_value(u.s), 0, atol=0.01)
+    np.testing.assert_allclose((iris_column_times(RASTER, "Si IV") - times).to_value(u.s), 0, atol=1e-6)
+
+
+def test_nuv_window_uses_the_nuv_exposures():
+    _, times = _raster("2832")
+    with fits.open(RASTER) as hdul:
+        stamps = Time([_stamp(name) for name in hdul[-1].data["NUVfilename"]])
+    np.testing.assert_allclose((times - stamps).to_value(u.s), 0, atol=0.1)
+
+
+def test_map_dates_and_observer():
+    raster, times = _raster("Si IV 1403")
+    meta = raster.meta
+    begin, end, mid = (Time(meta[key]) for key in ("date-beg", "date-end", "date-avg"))
+    assert raster.date == mid
+    assert abs((mid - (begin + (end - begin) / 2)).to_value(u.s)) < 0.001
+    assert begin < times[0] < times[-1] < end
+    earth = get_earth(mid)
+    assert meta["hgln_obs"] == pytest.approx(earth.lon.to_value(u.deg), abs=1e-9)
+    assert meta["hglt_obs"] == pytest.approx(earth.lat.to_value(u.deg), abs=1e-9)
+    assert meta["dsun_obs"] == 1.49372e11  # the file's IRIS-Sun distance
+    observer = raster.observer_coordinate  # no warning: the observer is complete
+    assert observer.radius.to_value(u.m) == pytest.approx(1.49372e11)
+    assert raster.spatial_units == (u.arcsec, u.arcsec)
+    assert raster.unit == u.DN
+
+
+# --- wavelength integration --------------------------------------------------------------------------
+
+
+def test_integrate_spectra_rules():
+    cube = np.array([[1.0, np.nan, 3.0], [np.nan, np.nan, np.nan], [0.0, 0.0, 0.0]])
+    np.testing.assert_array_equal(integrate_spectra(cube), [6.0, np.nan, 0.0])
+    wavelengths = np.array([1400.0, 1401.0, 1402.0]) * u.AA
+    narrow = integrate_spectra(cube, wavelengths, (1400.5, 1402.5) * u.AA)
+    np.testing.assert_array_equal(narrow, [6.0, np.nan, 0.0])
+    with pytest.raises(ValueError, match="selects no pixel"):
+        integrate_spectra(cube, wavelengths, (1.0, 2.0) * u.nm)
+
+
+def test_fill_values_and_infinities_are_missing(tmp_path):
+    def edit(hdul):
+        cube = hdul[6].data  # window "2832": (steps, y, lambda)
+        cube[2, 30, :] = -200.0  # a spectrum that is all fill value
+        cube[3, 31, :5] = -200.0  # partly missing
+        cube[3, 31, 5] = np.inf  # a saturated sample
+        cube[4, 32, :] = 0.0  # zero is data, not missing
+
+    path = _copy_with(tmp_path, RASTER, edit)
+    with pytest.warns(CoalignWarning, match=PLATE_SCALE):
+        raster, _ = read_iris_raster(path, "2832")
+    with fits.open(path) as hdul:
+        spectrum = hdul[6].data[3, 31].astype(float)
+    assert np.isnan(raster.data[30, 2])
+    valid = spectrum[np.isfinite(spectrum) & (spectrum != -200.0)]
+    assert 0 < valid.size < spectrum.size - 6  # the window's own edge sample is a fill value too
+    assert raster.data[31, 3] == pytest.approx(valid.mean() * spectrum.size, rel=1e-12)
+    assert raster.data[32, 4] == 0.0
+    # Rows whose every spectrum is the fill value are NaN, never 0 or -200 * n.
+    with fits.open(RASTER) as hdul:
+        all_fill = np.all(hdul[6].data == -200.0, axis=(0, 2))
+    assert all_fill.sum() >= 5 and np.isnan(raster.data[all_fill]).all()
+
+
+def test_repair_also_masks_the_blended_fill_margin():
+    with pytest.warns(CoalignWarning, match=PLATE_SCALE):
+        raw, _ = read_iris_raster(RASTER, "2832")
+    repaired, _ = _raster("2832")
+    # Row 103 blends the fill value (-200 x 12 samples) with data in the resampled file.
+    assert np.all(raw.data[103] < -2000)
+    assert np.isnan(repaired.data[103]).all()
+    assert np.isfinite(repaired.data[:100]).all()
+
+
+def test_wavelength_range_integrates_a_part_of_the_window():
+    full, _ = _raster("Si IV 1403")
+    line, _ = _raster("Si IV 1403", wavelength_range=(1402.5, 1403.1) * u.AA)
+    assert np.nanmedian(line.data / full.data) < 0.9
+    with pytest.raises(ValueError, match="selects no pixel"):
+        _raster("Si IV 1403", wavelength_range=(1300, 1301) * u.AA)
+
+
+# --- WCS -----------------------------------------------------------------------------------------------
+
+
+def test_pc_block_is_copied_exactly_and_world_coordinates_match_the_3d_wcs():
+    with pytest.warns(CoalignWarning, match=PLATE_SCALE):
+        raster, _ = read_iris_raster(RASTER, "Si IV 1403")
+    with fits.open(RASTER) as hdul:
+        header = hdul[5].header.copy()
+    meta = raster.meta
+    # FITS axes 3 (HPLN) and 2 (HPLT) become 1 and 2; non-square pixels, so PC2_3 != -PC3_2.
+    assert (meta["pc1_1"], meta["pc1_2"]) == (header["PC3_3"], header["PC3_2"])
+    assert (meta["pc2_1"], meta["pc2_2"]) == (header["PC2_3"], header["PC2_2"])
+    assert (meta["cdelt1"], meta["cdelt2"]) == (header["CDELT3"], header["CDELT2"])
+    assert (meta["crpix1"], meta["crpix2"], meta["crval1"]) == (
+        header["CRPIX3"],
+        header["CRPIX2"],
+        header["CRVAL3"],
+    )
+    cube = WCS(header)
+    y, x = np.mgrid[0:109:12, 0:8:3]
+    got = _arcsec_world(raster.wcs, x, y)
+    want = _arcsec_world(cube, np.zeros_like(x), y, x)[[2, 1]]
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+
+
+def test_repaired_raster_maps_each_pixel_to_its_native_slit_pixel():
+    raster, _ = _raster("Si IV 1403")
+    with fits.open(RASTER) as hdul:
+        native = hdul[5].header.copy()
+    for axis in (1, 2):  # the resampling multiplied CRPIX by 0.1 along lambda and y only
+        native[f"CRPIX{axis}"] = native[f"CRPIX{axis}"] / 0.1
+    f = (NATIVE_Y - 1) / (109 - 1)
+    assert raster.meta["cdelt2"] == pytest.approx(0.16635 * f, rel=1e-12)
+    assert raster.meta["crpix2"] == pytest.approx(55.0)  # (109 + 1) / 2: the slit centre stays the centre
+    y, x = np.mgrid[0:109:9, 0:8]
+    got = _arcsec_world(raster.wcs, x, y)
+    want = _arcsec_world(WCS(native), np.zeros_like(x), y * f, x)[[2, 1]]
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+    # The step positions agree with the per-exposure pointing of the auxiliary table (to 0.1").
+    with fits.open(RASTER) as hdul:
+        aux, columns = hdul[-2].data, hdul[-2].header
+    centre = _arcsec_world(raster.wcs, np.arange(8), np.full(8, 54.0))
+    np.testing.assert_allclose(centre[0], aux[:, columns["XCENIX"]], atol=0.1)
+    np.testing.assert_allclose(centre[1], aux[:, columns["YCENIX"]], atol=0.1)
+
+
+def test_resampled_header_is_detected_and_real_headers_are_not():
+    with fits.open(RASTER) as hdul:
+        primary, window = hdul[0].header, hdul[5].header
+    assert _inconsistent(_native_lengths({2: primary["FOVY"]}, window), window) == {2: NATIVE_Y}
+    # A real full-resolution SJI header (shipped with sunpy): NAXIS * CDELT = FOV, nothing to repair.
+    real = fits.Header.fromtextfile(
+        sunpy.data.test.get_test_filepath("iris_l2_20130801_074720_4040000014_SJI_1400_t000.header")
+    )
+    native = _native_lengths({1: real["FOVX"], 2: real["FOVY"]}, real)
+    assert native == {1: real["NAXIS1"], 2: real["NAXIS2"]}
+    assert _inconsistent(native, real) == {}
+    assert repair_resampled_header(real, native) == real
+
+
+def test_repair_model_is_scipy_zoom_and_not_fov_over_n():
+    """Shrink a native WCS grid as irispy did (zoom 0.1, CRPIX x 0.1) and check the repaired header."""
+    native_n, cdelt, native_crpix = NATIVE_X, 0.16635, (NATIVE_X + 1) / 2
+    header = fits.Header({"NAXIS": 1, "NAXIS1": native_n, "CDELT1": cdelt, "CRPIX1": native_crpix})
+    # The field is its own native (0-based) pixel index, so the zoomed values say where each pixel sampled.
+    shrunk = ndimage.zoom(np.arange(native_n, dtype=float), 0.1)
+    n = shrunk.size
+    header["NAXIS1"], header["CRPIX1"] = n, native_crpix * 0.1  # what irispy's compress.py wrote
+
+    def native_pixel(cdelt1, crpix1):
+        """0-based native pixel that a header places at each 0-based shrunk pixel."""
+        return cdelt1 * (np.arange(n) + 1 - crpix1) / cdelt + native_crpix - 1
+
+    repaired = repair_resampled_header(header, {1: native_n})
+    np.testing.assert_allclose(native_pixel(repaired["CDELT1"], repaired["CRPIX1"]), shrunk, atol=1e-6)
+    # CDELT = FOV / n with CRPIX at the centre (tools/make_sample_data.py) is off by 0.45 pixel at the edges.
+    fov_over_n = native_pixel(native_n * cdelt / n, (n + 1) / 2)
+    assert 4.0 < np.abs(fov_over_n - shrunk).max() < 5.0  # native pixels: 0.40-0.50 shrunk pixel
+
+
+def test_aux_times_prove_the_zoom_kept_the_end_pixels():
+    """The aux table of the SJI 2832 file was zoomed with its cube: rows are 179/17 native rows apart."""
+    with fits.open(SJI) as hdul:
+        time = hdul[1].data[:, hdul[1].header["TIME"]]
+        native_rows, cadence = len(hdul[2].data), hdul[0].header["CADPL_AV"]
+    spacing = np.diff(time) / cadence
+    np.testing.assert_allclose(spacing, (native_rows - 1) / (time.size - 1), rtol=1e-3)
+    assert abs(spacing.mean() - native_rows / time.size) > 0.5  # not FOV / N (10 rows)
+
+
+# --- slit-jaw images ---------------------------------------------------------------------------------
+
+
+def test_sji_frames_times_and_pointing():
+    frames = _sji()
+    with fits.open(SJI) as hdul:
+        primary, aux, columns, table = hdul[0].header, hdul[1].data, hdul[1].header, hdul[2].data
+    assert len(frames) == primary["NAXIS3"] == 18
+    mids = Time([m.date for m in frames])
+    assert np.all(np.diff(mids.unix) > 0)
+    assert Time(primary["STARTOBS"]) < mids[0] and mids[-1] < Time(primary["ENDOBS"])
+    assert Time(frames[0].meta["date-beg"]) == Time(primary["DATE_OBS"])
+    assert abs((Time(frames[-1].meta["date-beg"]) - Time(primary["DATE_END"])).to_value(u.s)) < 0.001
+    # Frames 0 and 17 are native exposures 0 and 179: their mid times are those level-1 stamps.
+    assert abs((mids[0] - _stamp(table["SJIfilename"][0])).to_value(u.s)) < 0.01
+    assert abs((mids[-1] - _stamp(table["SJIfilename"][-1])).to_value(u.s)) < 0.01
+    # Per-frame pointing from the aux table: IRIS tracks solar rotation, ~30" over the sequence.
+    crval1 = np.array([m.meta["crval1"] for m in frames])
+    good = np.array([k not in (6, 7) for k in range(18)])
+    np.testing.assert_allclose(crval1[good], aux[good, columns["XCENIX"]], atol=1e-9)
+    assert np.ptp(crval1) > 25 and np.all(np.diff(crval1) > 0)
+    pc12 = np.array([m.meta["pc1_2"] for m in frames])
+    ratio = ((NATIVE_Y - 1) / 108) / ((NATIVE_X - 1) / 109)  # the repair's f_y / f_x
+    np.testing.assert_allclose(pc12[good], aux[good, columns["PC1_2IX"]] * ratio, rtol=1e-12)
+    assert frames[0].scale[0].to_value(u.arcsec / u.pix) == pytest.approx(0.16635 * 1101 / 109)
+    assert frames[0].reference_pixel.x.to_value(u.pix) == pytest.approx((110 - 1) / 2)
+    for frame in frames:
+        assert not np.any(frame.data == -200.0) and np.isnan(frame.data).any()
+        assert frame.meta["hgln_obs"] == pytest.approx(0, abs=1e-9)
+
+
+def test_sji_sit_and_stare_file_has_valid_pointing_everywhere():
+    frames = _sji(SJI_SNS)  # no warning: every aux row is valid
+    assert len(frames) == 10
+    assert np.all(np.diff(Time([m.date for m in frames]).unix) > 1800)
+    assert frames[0].meta["crval1"] == pytest.approx(-53.3422, abs=1e-4)
+    assert frames[-1].meta["crval1"] == pytest.approx(-11.4457, abs=1e-4)
+
+
+def test_sji_frame_selection():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        frames = read_iris_sji(SJI, frames=slice(0, 3), repair_plate_scale=True)
+    assert [m.meta["frame"] for m in frames] == [0, 1, 2]
+
+
+def test_sji_plate_scale_warning_names_the_fix():
+    with pytest.warns(CoalignWarning, match="1102 native pixels.*repair_plate_scale=True"):
+        frames = read_iris_sji(SJI, frames=[0])
+    assert frames[0].scale[0].to_value(u.arcsec / u.pix) == pytest.approx(0.16635)
+
+
+def test_sji_with_an_aux_table_not_resampled_with_the_cube(tmp_path):
+    """As irispy's SJI 1400 test file: 54 frames, 540 aux rows; frame k is aux row k * 539 / 53."""
+    with fits.open(SJI) as hdul:
+        aux = hdul[1].data
+
+    def densify(hdul):
+        rows = np.linspace(0, aux.shape[0] - 1, 10 * aux.shape[0])
+        index = np.arange(aux.shape[0])
+        hdul[1].data = np.stack([np.interp(rows, index, column) for column in aux.T], axis=1)
+
+    path = _copy_with(tmp_path, SJI, densify)
+    with (
+        pytest.warns(CoalignWarning, match=PLATE_SCALE),
+        pytest.raises(TimeCoverageError, match=r"180 rows for 18 frames.*repair_plate_scale=True"),
+    ):
+        read_iris_sji(path, frames=[0])
+    # Rows interpolated between a valid and a garbage row are garbage too: frame 8 joins 6 and 7.
+    with pytest.warns(CoalignWarning, match=r"frames \[6, 7, 8\] have no valid pointing"):
+        dense = read_iris_sji(path, repair_plate_scale=True)
+    original = _sji()
+    starts = [Time([m.meta["date-beg"] for m in maps]) for maps in (dense, original)]
+    np.testing.assert_allclose((starts[0] - starts[1]).to_value(u.s), 0, atol=0.002)  # ms-rounded strings
+
+
+# --- write_corrected ------------------------------------------------------------------------------------
+
+
+def test_write_corrected_round_trip_on_the_raster(tmp_path):
+    truth = Transform(4.2, -3.1, 1.01, 0.99)
+    out = write_corrected(RASTER, truth, tmp_path / "corrected.fits", references=[SJI.name])
+    with fits.open(RASTER) as src, fits.open(out) as dst:
+        assert [type(h) for h in src] == [type(h) for h in dst]
+        for a, b in zip(src, dst, strict=True):
+            assert (a.data is None and b.data is None) or a.data.tobytes() == b.data.tobytes()
+        for a, b in zip(src[1:-2], dst[1:-2], strict=True):
+            assert b.header["CRVAL3"] == pytest.approx(a.header["CRVAL3"] + 4.2, abs=1e-9)
+            assert b.header["CRVAL2"] == pytest.approx(a.header["CRVAL2"] - 3.1, abs=1e-9)
+            assert b.header["CDELT3"] == pytest.approx(a.header["CDELT3"] * 1.01, rel=1e-15)
+            assert b.header["CDELT2"] == pytest.approx(a.header["CDELT2"] * 0.99, rel=1e-15)
+            for key in ("CRVAL1", "CDELT1", "CRPIX1", "CRPIX2", "CRPIX3", "PC2_3", "PC3_2", "PC2_2", "PC3_3"):
+                assert b.header[key] == a.header[key]
+            assert b.header["PRSTEP1"] == "SPATIAL-COORDINATE-CORRECTION"
+        assert src[0].header == dst[0].header and src[-2].header == dst[-2].header
+    y, x = np.mgrid[0:109:11, 0:8:2]
+    for window in WINDOWS:
+        with pytest.warns(CoalignWarning, match=PLATE_SCALE):
+            corrected, _ = read_iris_raster(out, window)
+        with pytest.warns(CoalignWarning, match=PLATE_SCALE):
+            original, _ = read_iris_raster(RASTER, window)
+        expected = apply_transform(original, truth)
+        np.testing.assert_allclose(
+            _arcsec_world(corrected.wcs, x, y), _arcsec_world(expected.wcs, x, y), rtol=0, atol=1e-6
+        )
+        np.testing.assert_array_equal(corrected.data, original.data)
+
+
+def test_write_corrected_sji_keeps_the_correction_on_every_frame(tmp_path):
+    out = write_corrected(SJI_SNS, Transform(5.0, -2.0), tmp_path / "sji.fits")
+    before, after = _sji(SJI_SNS), _sji(out)
+    for a, b in zip(before, after, strict=True):
+        assert b.meta["crval1"] == pytest.approx(a.meta["crval1"] + 5.0, abs=1e-9)
+        assert b.meta["crval2"] == pytest.approx(a.meta["crval2"] - 2.0, abs=1e-9)
+        assert b.date == a.date
+
+
+# --- through the pipeline -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def raster_and_frames():
+    raster, times = _raster("2832")
+    with pytest.warns(CoalignWarning, match=BAD_POINTING):
+        frames = read_iris_sji(SJI, repair_plate_scale=True)
+    return raster, times, frames
+
+
+def _pixels(raster, dx, dy):
+    return grid_from_wcs(raster.wcs).shift_in_pixels(Transform(dx, dy))
+
+
+def test_raster_and_sji_are_coaligned_by_the_iris_pipeline(raster_and_frames):
+    raster, _, frames = raster_and_frames
+    found = one_map_phase(raster, frames[0], replace(ONE_MAP, strategy=STRATEGY)).transform
+    # Level 2 IRIS data are coaligned (raster to SJI) to about a pixel; measured (-0.28, 0.00) pixel.
+    assert max(abs(p) for p in _pixels(raster, found.dx, found.dy)) <= 1.0, found
+
+
+@pytest.mark.parametrize(
+    ("injected", "bound_x"),
+    [
+        ((4 * 1.99544, 5 * 1.68352), 0.15),  # whole pixels: measured (0.06, 0.06)
+        ((3.0, -2.0), 0.4),  # fractional steps: the bilinear resampling locks to pixels, measured 0.33
+        ((-7.3, 5.1), 0.4),  # measured (0.28, 0.05)
+        ((10.0, 8.0), 0.4),  # measured (-0.06, -0.04)
+    ],
+)
+def test_one_map_phase_recovers_an_injected_error(raster_and_frames, injected, bound_x):
+    """Relative recovery: the correction of the injected raster minus that of the original one."""
+    raster, _, frames = raster_and_frames
+    params = replace(ONE_MAP, strategy=STRATEGY)
+    baseline = one_map_phase(raster, frames[0], params).transform
+    found = one_map_phase(apply_transform(raster, Transform(*injected)), frames[0], params).transform
+    error = _pixels(raster, found.dx - baseline.dx + injected[0], found.dy - baseline.dy + injected[1])
+    assert abs(error[0]) <= bound_x and abs(error[1]) <= 0.2, (found, baseline, error)
+
+
+def test_three_phase_alignment_against_the_sji_sequence(raster_and_frames):
+    raster, times, frames = raster_and_frames
+    # 8 steps of 2": the x scale is not constrained (a free sx runs to its bound), so fix the scale.
+    phases = tuple(
+        replace(p, strategy=STRATEGY) for p in (BINNED, ONE_MAP, replace(SYNTHETIC_RASTER, fit_scale=False))
+    )
+    baseline = three_phase_alignment(raster, frames[0], frames, column_times=times, phases=phases).transform
+    injected = (-9.0, 7.7)
+    bad = apply_transform(raster, Transform(*injected))
+    found = three_phase_alignment(bad, frames[0], frames, column_times=times, phases=phases).transform
+    error = _pixels(raster, found.dx - baseline.dx + injected[0], found.dy - baseline.dy + injected[1])
+    # Measured (0.32, 0.10) raster pixels.
+    assert abs(error[0]) <= 0.4 and abs(error[1]) <= 0.2, (found, baseline, error)
