@@ -234,7 +234,9 @@ def run_phase(
     frames = np.stack(frames)
     if params.clip_percentiles is not None:
         target_data = clip_percentiles(target_data, params.clip_percentiles)
-        frames = np.stack([clip_percentiles(frame, params.clip_percentiles) for frame in frames])
+        # One pair of levels for the whole sequence: each frame may hold only the band of columns it
+        # serves, and per-frame levels would then differ from band to band.
+        frames = clip_percentiles(frames, params.clip_percentiles)
     score_fn = partial(
         correlate,
         target_data,
