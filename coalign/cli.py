@@ -1,4 +1,5 @@
-"""Command line: ``coalign demo`` runs the three phases on the bundled sample with a known error."""
+"""Command line: ``coalign demo`` runs the three phases on the bundled sample with a known error,
+``coalign align`` corrects one file and ``coalign batch`` many (resumable, on local pools or dask)."""
 
 import argparse
 import json
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["main", "run_align", "run_demo"]
+__all__ = ["main", "run_align", "run_batch_command", "run_demo"]
 
 DEFAULT_INJECTED = (-35.0, 25.0, 1.03, 0.98)
 
@@ -69,21 +70,6 @@ def run_demo(out_dir, injected=DEFAULT_INJECTED, *, overwrite=False, n_jobs=1) -
     return report
 
 
-def _read_target(path, window):
-    """A target raster (SPICE window, or a 2-D FITS map with a COLUMN_TIMES table, or an imager map)."""
-    from astropy.io import fits
-
-    from coalign.io.readers import column_times_of, read_map
-    from coalign.io.spice import read_spice_raster, spice_windows
-
-    if spice_windows(path):
-        return read_spice_raster(path, window if window is not None else 0)
-    smap = read_map(path)
-    with fits.open(path) as hdul:
-        has_times = "COLUMN_TIMES" in hdul
-    return smap, column_times_of(path if has_times else smap, smap.data.shape[1])
-
-
 def run_align(
     target_path,
     reference_path,
@@ -112,11 +98,12 @@ def run_align(
     json_path : path-like, optional
         Where to write the result as JSON.
     """
+    from coalign.batch import read_target
     from coalign.facade import Coaligner
     from coalign.io.fits import write_corrected
     from coalign.io.readers import find_reference_files, read_map, read_sequence
 
-    target, column_times = _read_target(Path(target_path), window)
+    target, column_times = read_target(Path(target_path), window)
     reference = read_map(reference_path)
     files = list(sequence)
     if len(files) == 1 and Path(files[0]).is_dir():
@@ -142,6 +129,50 @@ def run_align(
     if json_path is not None:
         Path(json_path).write_text(json.dumps(report, indent=2))
     return report
+
+
+def _window(value):
+    """A SPICE window given on the command line: an index when all digits, else a name."""
+    return int(value) if value is not None and value.isdigit() else value
+
+
+def run_batch_command(args: argparse.Namespace) -> int:
+    """Run ``coalign batch`` from parsed arguments; 0 when every target is ok, 1 when some failed."""
+    from coalign.batch import expand_targets, run_batch, scheduler_map
+
+    if args.scheduler == "dask":
+        try:
+            import distributed  # noqa: F401 -- sets its log levels on import; lowered below
+        except ImportError:
+            pass  # scheduler_map explains what to install
+    # One log line per file: not the per-phase lines of each alignment, nor dask's cluster chatter.
+    for name in ("coalign.pipelines", "distributed"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        with scheduler_map(args.scheduler, workers=args.workers, address=args.address) as map_fn:
+            table = run_batch(
+                args.targets,
+                args.sequence_dir,
+                args.table,
+                out_dir=args.out_dir,
+                map_fn=map_fn,
+                window=_window(args.window),
+                time_margin=args.time_margin,
+                channel=args.channel,
+                exclude=tuple(args.exclude),
+                progress=not args.no_progress,
+                checkpoint_interval_s=args.checkpoint_seconds,
+            )
+    except KeyboardInterrupt:
+        print(f"interrupted; the rows done are in {args.table}: rerun the same command to resume")
+        return 130
+    mine = {str(path) for path in expand_targets(args.targets)}
+    rows = [row for row in table if row["file"] in mine]
+    failed = [row for row in rows if row["status"] != "ok"]
+    print(f"{len(rows) - len(failed)} of {len(rows)} files ok, {len(failed)} failed; table {args.table}")
+    for row in failed:
+        print(f"  {Path(row['file']).name}: {row['error_type']}: {row['error_message']}")
+    return 1 if failed else 0
 
 
 def _print_report(report) -> None:
@@ -187,6 +218,42 @@ def main(argv=None) -> int:
     align.add_argument("--json", help="write the result as JSON here")
     align.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     align.add_argument("--jobs", type=int, default=1, help="worker processes (default: 1)")
+    batch = sub.add_parser(
+        "batch",
+        help="correct the pointing of many files (resumable table; serial, process pool or dask)",
+        description="Align each target against the frames of --sequence-dir within its time span; write one "
+        "row per file to --table (ECSV, updated after every file: rerun to resume) and, with --out-dir, "
+        "the corrected FITS files. Exit code 1 when any file failed.",
+    )
+    batch.add_argument("targets", nargs="+", help="SPICE L2 files, 2-D FITS rasters or maps, or folders")
+    batch.add_argument("--sequence-dir", required=True, help="folder of reference frames")
+    batch.add_argument("--table", required=True, help="results table (ECSV) to create or resume")
+    batch.add_argument("--out-dir", help="write corrected FITS files here (<name>_coaligned.fits)")
+    batch.add_argument(
+        "--scheduler", choices=("serial", "processes", "dask"), default="serial", help="(default: serial)"
+    )
+    batch.add_argument("--workers", type=int, help="worker processes (default: the CPU count)")
+    batch.add_argument("--address", help="scheduler address of a running dask cluster (tcp://host:8786)")
+    batch.add_argument("--window", help="SPICE window index or name (default: the first)")
+    batch.add_argument(
+        "--time-margin",
+        type=float,
+        default=30.0,
+        metavar="MIN",
+        help="reference frames within the target's time span +- MIN minutes (default: %(default)s)",
+    )
+    batch.add_argument("--channel", help="reference channel: WAVELNTH or a file-name token, e.g. 174")
+    batch.add_argument(
+        "--exclude", nargs="+", default=(), metavar="TOKEN", help="skip reference files containing these"
+    )
+    batch.add_argument(
+        "--checkpoint-seconds",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="minimum time between table writes (default: 0, after every file)",
+    )
+    batch.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.command == "demo":
@@ -197,8 +264,10 @@ def main(argv=None) -> int:
             and max(np.abs(report["scale_error_percent"])) <= 0.5
         )
         return 0 if ok else 1
+    if args.command == "batch":
+        return run_batch_command(args)
     if args.command == "align":
-        window = int(args.window) if args.window is not None and args.window.isdigit() else args.window
+        window = _window(args.window)
         report = run_align(
             args.target,
             args.reference,
