@@ -82,10 +82,8 @@ def correlation_inflation(residual, lags: int = INFLATION_LAGS) -> float:
     return float(max(1.0, np.nansum(np.where(n > 0, rho, 0.0))))
 
 
-def _design(target, frames, grid, plan, theta, free, steps):
-    """Target values and design matrix [1, R, dR/dtheta_free...] over the common valid pixels, the valid
-    mask, and the derivative images (central differences)."""
-    base = sample_reference(frames, Transform(*theta), grid, plan=plan)
+def _derivatives(frames, grid, plan, theta, free, steps) -> np.ndarray:
+    """Central-difference images dR/dtheta_k of the sampled reference, one per free parameter."""
     columns = []
     for k in free:
         up, down = theta.copy(), theta.copy()
@@ -94,11 +92,14 @@ def _design(target, frames, grid, plan, theta, free, steps):
         r_up = sample_reference(frames, Transform(*up), grid, plan=plan)
         r_down = sample_reference(frames, Transform(*down), grid, plan=plan)
         columns.append((r_up - r_down) / (2 * steps[k]))
-    valid = np.isfinite(target) & np.isfinite(base)
-    for column in columns:
-        valid &= np.isfinite(column)
-    x = np.column_stack([np.ones(valid.sum()), base[valid], *(c[valid] for c in columns)])
-    return target[valid], x, valid, np.stack(columns)
+    return np.stack(columns)
+
+
+def _linear_system(target, base, jacobian):
+    """Target values, design matrix [1, R, dR/dtheta...] over the common valid pixels, and that mask."""
+    valid = np.isfinite(target) & np.isfinite(base) & np.all(np.isfinite(jacobian), axis=0)
+    x = np.column_stack([np.ones(valid.sum()), base[valid], *(j[valid] for j in jacobian)])
+    return target[valid], x, valid
 
 
 def refine(
@@ -146,30 +147,30 @@ def refine(
     theta = _values(start)
     n_eval = 0
 
-    def score(values):
-        sampled = sample_reference(frames, Transform(*values), grid, plan=plan)
+    def sample(values):
+        return sample_reference(frames, Transform(*values), grid, plan=plan)
+
+    def score(sampled):
         return pearson(
             target, sampled, min_overlap_fraction=min_overlap_fraction, min_overlap_pixels=min_overlap_pixels
         )
 
-    best = score(theta)
+    base = sample(theta)
+    best = score(base)
     n_eval += 1
     converged = False
-    jacobian, age = None, 0
+    jacobian, jacobian_theta, age = None, theta, 0
     for _iteration in range(max_iter):
         fresh = jacobian is None or age >= JACOBIAN_EVERY
         if fresh:
-            _, _, _, jacobian = _design(target, frames, grid, plan, theta, free, steps)
-            n_eval += 1 + 2 * len(free)
+            jacobian, jacobian_theta = _derivatives(frames, grid, plan, theta, free, steps), theta
+            n_eval += 2 * len(free)
             age = 0
         age += 1
-        base = sample_reference(frames, Transform(*theta), grid, plan=plan)
-        n_eval += 1
-        valid = np.isfinite(target) & np.isfinite(base) & np.all(np.isfinite(jacobian), axis=0)
-        x = np.column_stack([np.ones(valid.sum()), base[valid], *(j[valid] for j in jacobian)])
-        if valid.sum() < max(min_overlap_pixels, x.shape[1] + 2):
+        t, x, _ = _linear_system(target, base, jacobian)
+        if t.size < max(min_overlap_pixels, x.shape[1] + 2):
             break
-        coef, *_ = np.linalg.lstsq(x, target[valid], rcond=None)
+        coef, *_ = np.linalg.lstsq(x, t, rcond=None)
         if not coef[1] > 0:
             break
         delta = np.zeros(4)
@@ -178,10 +179,11 @@ def refine(
         for _halving in range(5):
             trial = theta + delta
             if trial[2] > 0 and trial[3] > 0:
-                value = score(trial)
+                sampled = sample(trial)
+                value = score(sampled)
                 n_eval += 1
                 if np.isfinite(value) and value >= best - 1e-12:
-                    theta, best, accepted = trial, value, True
+                    theta, best, base, accepted = trial, value, sampled, True
                     break
             delta /= 2
         small = bool(np.all(np.abs(delta[free]) < steps[free] / 50))
@@ -191,14 +193,17 @@ def refine(
         if not accepted or small:
             converged = small
             break
-    sigma = _sigma(target, frames, grid, plan, theta, free, steps)
-    n_eval += 1 + 2 * len(free)
+    if jacobian is None or not np.array_equal(jacobian_theta, theta):
+        jacobian = _derivatives(frames, grid, plan, theta, free, steps)
+        n_eval += 2 * len(free)
+    sigma = _sigma(target, base, jacobian, free)
     return Refinement(Transform(*theta), float(best), sigma, n_eval, bool(converged))
 
 
-def _sigma(target, frames, grid, plan, theta, free, steps) -> tuple[float, float, float, float]:
-    """1-sigma errors at ``theta`` from the linearised least-squares problem, inflated for correlation."""
-    t, x, valid, _ = _design(target, frames, grid, plan, theta, free, steps)
+def _sigma(target, base, jacobian, free) -> tuple[float, float, float, float]:
+    """1-sigma errors from the linearised least-squares problem at the sampled reference ``base`` with
+    derivative images ``jacobian`` (both at the same correction), inflated for spatial correlation."""
+    t, x, valid = _linear_system(target, base, jacobian)
     out = np.full(4, np.nan)
     dof = t.size - x.shape[1]
     if dof < 1:
@@ -230,4 +235,7 @@ def uncertainty(
     """
     target = np.asarray(target, dtype=float)
     free = [0, 1, 2, 3] if fit_scale else [0, 1]
-    return _sigma(target, frames, grid, plan, _values(transform), free, _steps(grid, target.shape))
+    theta = _values(transform)
+    base = sample_reference(frames, transform, grid, plan=plan)
+    jacobian = _derivatives(frames, grid, plan, theta, free, _steps(grid, target.shape))
+    return _sigma(target, base, jacobian, free)
