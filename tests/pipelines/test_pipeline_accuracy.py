@@ -35,7 +35,7 @@ from coalign import (
     one_map_phase,
     synthetic_raster_phase,
 )
-from tests.sample import sample
+from tests.sample import nan_smooth, sample
 
 PSF_SIGMA = 0.7  # pixels
 NOISE = 0.05  # of the target's robust standard deviation
@@ -48,16 +48,6 @@ ONE_MAP_PARAMS = replace(ONE_MAP, shift_range_arcsec=(8.0, 8.0))
 def _robust_std(values):
     values = values[np.isfinite(values)]
     return 1.4826 * np.median(np.abs(values - np.median(values)))
-
-
-def _nan_smooth(image, sigma):
-    """Gaussian smoothing that ignores NaN pixels and keeps them NaN."""
-    valid = np.isfinite(image)
-    num = ndimage.gaussian_filter(np.where(valid, image, 0.0), sigma)
-    den = ndimage.gaussian_filter(valid.astype(float), sigma)
-    out = np.full(image.shape, np.nan)
-    out[valid] = num[valid] / den[valid]
-    return out
 
 
 def _cubic(image, yy, xx):
@@ -74,7 +64,7 @@ def _cubic(image, yy, xx):
 def _well_sampled(k: int):
     """Reference frame ``k`` of the bundled sequence seen through the Gaussian PSF (NaN holes kept)."""
     frame = sample()[2][k]
-    return sunpy.map.Map(_nan_smooth(frame.data.astype(float), PSF_SIGMA), frame.meta)
+    return sunpy.map.Map(nan_smooth(frame.data.astype(float), PSF_SIGMA), frame.meta)
 
 
 def _degrade(data, noise, seed):

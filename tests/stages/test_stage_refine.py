@@ -17,7 +17,7 @@ from coalign import Transform
 from coalign.stages.refine import correlation_inflation, refine, uncertainty
 from coalign.stages.sampling import prepare_frames
 from coalign.transform import TargetGrid
-from tests.sample import sample
+from tests.sample import nan_smooth, sample
 
 PAD = (8, 8)
 SHAPE = (70, 72)  # target (ny, nx)
@@ -26,23 +26,13 @@ GRID = TargetGrid((35.5, 34.0), ((2.0, 0.05), (-0.06, 1.5)), PAD)
 M = np.asarray(GRID.matrix)
 
 
-def _nan_smooth(image, sigma):
-    """Gaussian smoothing that ignores NaN pixels and keeps them NaN."""
-    valid = np.isfinite(image)
-    num = ndimage.gaussian_filter(np.where(valid, image, 0.0), sigma)
-    den = ndimage.gaussian_filter(valid.astype(float), sigma)
-    out = np.full(image.shape, np.nan)
-    out[valid] = num[valid] / den[valid]
-    return out
-
-
 @cache
 def _frame():
     """A real SJI frame region (its NaN holes kept), smoothed by 1 px, as the padded reference."""
     sequence = sample()[2]
     ny, nx = SHAPE[0] + 2 * PAD[0], SHAPE[1] + 2 * PAD[1]
     region = sequence[12].data[12 : 12 + ny, 10 : 10 + nx].astype(float)
-    frame = _nan_smooth(region, 1.0)
+    frame = nan_smooth(region, 1.0)
     frame /= np.nanstd(frame)
     return frame
 
