@@ -51,6 +51,11 @@ class PhaseParams:
         Allowed range of ``sx`` and ``sy``.
     scale_step, min_scale_step : float
         Initial and final step of the scale search.
+    scale_grid_square_bins : bool
+        With the FFT strategy, run the scale grid on target rows binned towards square pixels (by
+        ``floor(pixel_x / pixel_y)`` when that is at least 2, e.g. 3 for a SPICE raster of 4″ × 1.1″
+        pixels). It only seeds the search: the shift is then searched again, and refined jointly with
+        the scale, at full resolution.
     plateau_iters : int
         Stop after this many consecutive iterations without improvement.
     max_iter : int
@@ -82,6 +87,7 @@ class PhaseParams:
     scale_range: tuple[float, float] = (0.95, 1.05)
     scale_step: float = 0.01
     min_scale_step: float = 2e-4
+    scale_grid_square_bins: bool = True
     plateau_iters: int = 3
     max_iter: int = 200
     max_corr: float = 0.999

@@ -4,8 +4,15 @@ The statistic is exactly the one `coalign.stages.correlate.pearson` computes for
 over the pixels valid in both images, NaN below the minimum overlap. The synthetic-raster case, where the
 reference seen by each target column comes from its own frame(s), is handled exactly too: the sums over
 the overlap split into sums over column groups, each a correlation of a column-masked target with one
-frame (or a product of two frames), and those are accumulated in Fourier space.
+frame (or a product of two frames).
+
+Each group is transformed only over the band of columns it can reach, but all bands share one FFT
+shape, so their products add up in Fourier space and each of the six sums needs a single inverse FFT.
+The target's spectra do not depend on the reference: `target_spectra` computes them once, and
+`ncc_surface_from_spectra` scores any number of reference candidates (e.g. one per scale) against them.
 """
+
+from typing import NamedTuple
 
 import numpy as np
 import scipy.fft
@@ -13,76 +20,210 @@ import scipy.fft
 from coalign.exceptions import ShapeError
 from coalign.stages.sampling import FramePlan
 
-__all__ = ["ncc_surface"]
+__all__ = ["TargetSpectra", "ncc_surface", "ncc_surface_from_spectra", "target_spectra"]
+
+#: Target images per column group; ``*_lo``/``*_hi`` carry the blending weights of the lower/upper frame.
+TARGET_TERMS = ("m", "t", "tt", "m_lo", "t_lo", "m_lolo", "m_hi", "t_hi", "m_hihi", "m_lohi")
+#: Reference images per column group: the valid mask, the centred frames and their products.
+FRAME_TERMS = ("v", "lo", "lolo", "hi", "hihi", "lohi")
+#: Each correlation sum as a sum of (target term, frame term) products.
+SUM_TERMS = {
+    "n": (("m", "v"),),
+    "a": (("t", "v"),),
+    "aa": (("tt", "v"),),
+    "b": (("m_lo", "lo"), ("m_hi", "hi")),
+    "ab": (("t_lo", "lo"), ("t_hi", "hi")),
+    "bb": (("m_lolo", "lolo"), ("m_hihi", "hihi"), ("m_lohi", "lohi")),
+}
+#: Terms needed when no column blends two frames.
+UNBLENDED = {"target": TARGET_TERMS[:6], "frame": FRAME_TERMS[:3]}
 
 
-def _fft_shape(shape):
-    return tuple(scipy.fft.next_fast_len(int(n), real=True) for n in shape)
+class TargetSpectra(NamedTuple):
+    """The target's side of `ncc_surface`, reusable against any reference of the same shape and plan.
 
-
-class _Correlator:
-    """Accumulates valid-mode correlations ``out[s] = sum_p f(p) g(p + s)`` in Fourier space."""
-
-    def __init__(self, small_shape, big_shape, workers):
-        self.small_shape, self.big_shape = small_shape, big_shape
-        self.fshape = _fft_shape(big_shape)
-        self.workers = workers
-
-    def spectrum(self, image):
-        return scipy.fft.rfft2(image, s=self.fshape, workers=self.workers)
-
-    def result(self, accumulated):
-        full = scipy.fft.irfft2(accumulated, s=self.fshape, workers=self.workers)
-        (ny, nx), (my, mx) = self.small_shape, self.big_shape
-        return full[: my - ny + 1, : mx - nx + 1]
-
-
-def _group_sums(t, m_t, frame_lo, frame_hi, columns, weights, centre, workers) -> dict:
-    """The six correlation sums contributed by the target columns that use frames ``(lo, hi)``.
-
-    Only the band of columns the group can reach is transformed: target columns ``c0..c1`` and reference
-    columns ``c0..c1 + (mx - nx)``.
+    Attributes
+    ----------
+    spectra : (n_groups, n_terms, fy, fx // 2 + 1) complex ndarray
+        Conjugated spectra of the column-masked target images (`TARGET_TERMS`, or the unblended subset).
+    groups : tuple of (lower frame, upper frame, first column, last column)
+        Column groups and the target columns ``first..last`` each one spans.
+    target_shape, frame_shape : tuple of int
+        ``(ny, nx)`` and ``(my, mx)``.
+    fft_shape : tuple of int
+        Common FFT shape of every band.
+    n_valid : int
+        Number of valid target pixels.
+    blended : bool
+        Whether any column blends two frames.
+    var_floor : float
+        Below this target variance over the overlap, r is undefined.
+    workers : int or None
+        Threads used by `scipy.fft`.
     """
-    nx, mx = t.shape[1], frame_lo.shape[1]
-    c0, c1 = int(columns.min()), int(columns.max())
-    band = slice(c0, c1 + 1 + mx - nx)
-    t, m_t = t[:, c0 : c1 + 1], m_t[:, c0 : c1 + 1]
-    frame_lo, frame_hi = frame_lo[:, band], frame_hi[:, band]
+
+    spectra: np.ndarray
+    groups: tuple
+    target_shape: tuple
+    frame_shape: tuple
+    fft_shape: tuple
+    n_valid: int
+    blended: bool
+    var_floor: float
+    workers: int | None
+
+
+def _column_groups(plan: FramePlan, nx: int):
+    """Columns grouped by the frame pair they use, with each column's weight on the upper frame."""
+    groups = {}
+    for col, (lo, hi, w) in enumerate(zip(plan.lower, plan.upper, plan.weight, strict=True)):
+        key = (int(lo), int(hi)) if w > 0 and lo != hi else (int(lo), int(lo))
+        groups.setdefault(key, []).append((col, 0.0 if key[0] == key[1] else float(w)))
+    return groups
+
+
+def _target_images(t, m_t, columns, weights, width):
+    """The target terms of one group, on its band of ``width`` columns starting at its first column."""
+    c0 = int(columns.min())
     local = columns - c0
-    in_group = np.zeros(t.shape[1])
+    in_group = np.zeros(width)
     in_group[local] = 1.0
-    weight_hi = np.zeros(t.shape[1])
-    weight_hi[local] = weights
-    corr = _Correlator(t.shape, frame_lo.shape, workers)
-    valid_r = np.isfinite(frame_lo) & np.isfinite(frame_hi)
-    f_lo = np.where(valid_r, frame_lo - centre, 0.0)
-    f_hi = np.where(valid_r, frame_hi - centre, 0.0)
-    spec_m_r = corr.spectrum(valid_r.astype(float))
-    mt_g = m_t * in_group
-    conj = {
-        name: np.conj(corr.spectrum(img))
-        for name, img in (("m", mt_g), ("t", t * in_group), ("tt", t * t * in_group))
+    a_hi = np.zeros(width)
+    a_hi[local] = weights
+    a_lo = in_group - a_hi
+    t, m_t = t[:, c0 : c0 + width], m_t[:, c0 : c0 + width]
+    return {
+        "m": m_t * in_group,
+        "t": t * in_group,
+        "tt": t * t * in_group,
+        "m_lo": m_t * a_lo,
+        "t_lo": t * a_lo,
+        "m_lolo": m_t * a_lo**2,
+        "m_hi": m_t * a_hi,
+        "t_hi": t * a_hi,
+        "m_hihi": m_t * a_hi**2,
+        "m_lohi": 2 * m_t * a_lo * a_hi,
     }
-    acc = {"n": conj["m"] * spec_m_r, "a": conj["t"] * spec_m_r, "aa": conj["tt"] * spec_m_r}
-    if weight_hi.max() == 0:
-        spec_f = corr.spectrum(f_lo)
-        acc["b"] = conj["m"] * spec_f
-        acc["ab"] = conj["t"] * spec_f
-        acc["bb"] = conj["m"] * corr.spectrum(f_lo * f_lo)
-        return {key: corr.result(value) for key, value in acc.items()}
-    a_lo, a_hi = (1.0 - weight_hi) * in_group, weight_hi
-    acc["b"] = acc["ab"] = acc["bb"] = 0.0
-    for alpha, image in ((a_lo, f_lo), (a_hi, f_hi)):
-        spec_f = corr.spectrum(image)
-        acc["b"] = acc["b"] + np.conj(corr.spectrum(m_t * alpha)) * spec_f
-        acc["ab"] = acc["ab"] + np.conj(corr.spectrum(t * alpha)) * spec_f
-    for alpha, image in (
-        (a_lo * a_lo, f_lo * f_lo),
-        (a_hi * a_hi, f_hi * f_hi),
-        (2 * a_lo * a_hi, f_lo * f_hi),
-    ):
-        acc["bb"] = acc["bb"] + np.conj(corr.spectrum(m_t * alpha)) * corr.spectrum(image)
-    return {key: corr.result(value) for key, value in acc.items()}
+
+
+def target_spectra(target, frame_shape, *, plan: FramePlan | None = None, workers: int | None = None):
+    """Prepare the target's spectra for `ncc_surface_from_spectra`.
+
+    Parameters
+    ----------
+    target : (ny, nx) array_like
+        Target image; NaN marks invalid pixels. Not modified.
+    frame_shape : tuple of int
+        ``(my, mx)`` of the reference frames it will be correlated with (``my >= ny``, ``mx >= nx``).
+    plan : FramePlan, optional
+        Frames used by each target column (synthetic raster); default: frame 0 everywhere.
+    workers : int, optional
+        Threads used by `scipy.fft`.
+
+    Returns
+    -------
+    TargetSpectra
+    """
+    target = np.asarray(target, dtype=float)
+    ny, nx = target.shape
+    my, mx = (int(n) for n in frame_shape)
+    if my < ny or mx < nx:
+        raise ShapeError(
+            f"reference frames {(my, mx)} must be at least as large as the target {target.shape}"
+        )
+    plan = plan if plan is not None else FramePlan(np.zeros(nx, int), np.zeros(nx, int), np.zeros(nx))
+    valid_t = np.isfinite(target)
+    t = np.where(valid_t, target - target[valid_t].mean(), 0.0) if valid_t.any() else np.zeros_like(target)
+    m_t = valid_t.astype(float)
+    grouped = _column_groups(plan, nx)
+    blended = any(lo != hi for lo, hi in grouped)
+    names = TARGET_TERMS if blended else UNBLENDED["target"]
+    groups, stacks = [], []
+    width = max(max(c for c, _ in members) - min(c for c, _ in members) + 1 for members in grouped.values())
+    fft_shape = tuple(scipy.fft.next_fast_len(n, real=True) for n in (my, width + mx - nx))
+    for (lo, hi), members in grouped.items():
+        columns = np.array([c for c, _ in members])
+        weights = np.array([w for _, w in members])
+        images = _target_images(t, m_t, columns, weights, int(columns.max() - columns.min()) + 1)
+        stacks.append(np.stack([images[name] for name in names]))
+        groups.append((lo, hi, int(columns.min()), int(columns.max())))
+    spectra = np.empty((len(stacks), len(names), fft_shape[0], fft_shape[1] // 2 + 1), dtype=complex)
+    for g, stack in enumerate(stacks):
+        spectra[g] = np.conj(scipy.fft.rfft2(stack, s=fft_shape, workers=workers))
+    var_floor = max(1.0, float(np.sum(t * t)) * 1e-12) * 1e-3
+    return TargetSpectra(
+        spectra, tuple(groups), (ny, nx), (my, mx), fft_shape, int(valid_t.sum()), blended, var_floor, workers
+    )
+
+
+def _frame_images(frame_lo, frame_hi, centre, blended):
+    valid = np.isfinite(frame_lo) & np.isfinite(frame_hi)
+    f_lo = np.where(valid, frame_lo - centre, 0.0)
+    images = [valid.astype(float), f_lo, f_lo * f_lo]
+    if blended:
+        f_hi = np.where(valid, frame_hi - centre, 0.0)
+        images += [f_hi, f_hi * f_hi, f_lo * f_hi]
+    return np.stack(images)
+
+
+def ncc_surface_from_spectra(
+    prepared: TargetSpectra, frames, *, min_overlap_fraction: float = 0.3, min_overlap_pixels: int = 16
+):
+    """Pearson correlation at every integer offset, from the target's prepared spectra.
+
+    Parameters
+    ----------
+    prepared : TargetSpectra
+        From `target_spectra`.
+    frames : (my, mx) or (k, my, mx) array_like
+        Reference frame(s) on the padded target grid, of the shape ``prepared`` was made for.
+    min_overlap_fraction, min_overlap_pixels
+        As in `coalign.stages.correlate.pearson`; offsets below them get NaN.
+
+    Returns
+    -------
+    r : (my - ny + 1, mx - nx + 1) ndarray
+        As `ncc_surface`.
+    """
+    frames = np.asarray(frames, dtype=float)
+    frames = frames[None] if frames.ndim == 2 else frames
+    if frames.shape[1:] != prepared.frame_shape:
+        raise ShapeError(
+            f"reference frames {frames.shape[1:]} differ from the {prepared.frame_shape} the target spectra "
+            "were prepared for; call target_spectra again with the frames' shape"
+        )
+    (ny, nx), (my, mx) = prepared.target_shape, prepared.frame_shape
+    fft_shape = prepared.fft_shape
+    centre = np.nanmean(frames)
+    target_names = TARGET_TERMS if prepared.blended else UNBLENDED["target"]
+    frame_names = FRAME_TERMS if prepared.blended else UNBLENDED["frame"]
+    t_index = {name: i for i, name in enumerate(target_names)}
+    f_index = {name: i for i, name in enumerate(frame_names)}
+    accumulated = np.zeros((len(SUM_TERMS), fft_shape[0], fft_shape[1] // 2 + 1), dtype=complex)
+    for g, (lo, hi, c0, c1) in enumerate(prepared.groups):
+        band = slice(c0, c1 + 1 + mx - nx)
+        images = _frame_images(frames[lo][:, band], frames[hi][:, band], centre, prepared.blended)
+        spectra = scipy.fft.rfft2(images, s=fft_shape, workers=prepared.workers)
+        for s, products in enumerate(SUM_TERMS.values()):
+            for t_name, f_name in products:
+                if t_name in t_index and f_name in f_index:
+                    accumulated[s] += prepared.spectra[g, t_index[t_name]] * spectra[f_index[f_name]]
+    full = scipy.fft.irfft2(accumulated, s=fft_shape, workers=prepared.workers)
+    sums = dict(zip(SUM_TERMS, full[:, : my - ny + 1, : mx - nx + 1], strict=True))
+    n = np.rint(sums["n"])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cov = sums["ab"] - sums["a"] * sums["b"] / n
+        var_a = sums["aa"] - sums["a"] ** 2 / n
+        var_b = sums["bb"] - sums["b"] ** 2 / n
+        r = cov / np.sqrt(var_a * var_b)
+    bad = (
+        (n < max(min_overlap_pixels, 2))
+        | (n < min_overlap_fraction * prepared.n_valid)
+        | (var_a <= prepared.var_floor)
+        | (var_b <= 1e-12 * np.maximum(1.0, np.abs(sums["bb"])))
+    )
+    r[bad] = np.nan
+    return np.clip(r, -1.0, 1.0)
 
 
 def ncc_surface(
@@ -115,43 +256,8 @@ def ncc_surface(
         ``r[oy, ox]`` is the correlation when target pixel ``(y, x)`` sees reference pixel
         ``(y + oy, x + ox)``; the unshifted position is ``(pad_y, pad_x)``.
     """
-    target = np.asarray(target, dtype=float)
     frames = np.asarray(frames, dtype=float)
-    frames = frames[None] if frames.ndim == 2 else frames
-    ny, nx = target.shape
-    my, mx = frames.shape[1:]
-    if my < ny or mx < nx:
-        raise ShapeError(
-            f"reference frames {frames.shape[1:]} must be at least as large as the target {target.shape}"
-        )
-    plan = plan if plan is not None else FramePlan(np.zeros(nx, int), np.zeros(nx, int), np.zeros(nx))
-    valid_t = np.isfinite(target)
-    t = np.where(valid_t, target - target[valid_t].mean(), 0.0)
-    m_t = valid_t.astype(float)
-    groups = {}
-    for col, (lo, hi, w) in enumerate(zip(plan.lower, plan.upper, plan.weight, strict=True)):
-        key = (int(lo), int(hi)) if w > 0 and lo != hi else (int(lo), int(lo))
-        groups.setdefault(key, []).append((col, 0.0 if key[0] == key[1] else float(w)))
-    centre = np.nanmean(frames)
-    sums = {key: 0.0 for key in ("n", "a", "aa", "b", "ab", "bb")}
-    for (lo, hi), members in groups.items():
-        columns = np.array([c for c, _ in members])
-        weights = np.array([w for _, w in members])
-        group_sums = _group_sums(t, m_t, frames[lo], frames[hi], columns, weights, centre, workers)
-        for key, value in group_sums.items():
-            sums[key] = sums[key] + value
-    n = np.rint(sums["n"])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cov = sums["ab"] - sums["a"] * sums["b"] / n
-        var_a = sums["aa"] - sums["a"] ** 2 / n
-        var_b = sums["bb"] - sums["b"] ** 2 / n
-        r = cov / np.sqrt(var_a * var_b)
-    scale = max(1.0, float(np.max(np.abs(sums["aa"]))) * 1e-12)
-    bad = (
-        (n < max(min_overlap_pixels, 2))
-        | (n < min_overlap_fraction * valid_t.sum())
-        | (var_a <= scale * 1e-3)
+    prepared = target_spectra(target, frames.shape[-2:], plan=plan, workers=workers)
+    return ncc_surface_from_spectra(
+        prepared, frames, min_overlap_fraction=min_overlap_fraction, min_overlap_pixels=min_overlap_pixels
     )
-    bad |= var_b <= 1e-12 * np.maximum(1.0, np.abs(sums["bb"]))
-    r[bad] = np.nan
-    return np.clip(r, -1.0, 1.0)

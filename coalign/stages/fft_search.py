@@ -8,7 +8,8 @@ from scipy import ndimage
 
 from coalign.params import PhaseParams
 from coalign.results import SearchResult
-from coalign.stages.fft_ncc import ncc_surface
+from coalign.stages.binning import bin_image
+from coalign.stages.fft_ncc import TargetSpectra, ncc_surface_from_spectra, target_spectra
 from coalign.stages.refine import refine
 from coalign.stages.sampling import FramePlan, prepare_frames
 from coalign.transform import TargetGrid, Transform
@@ -17,8 +18,10 @@ __all__ = [
     "AMBIGUOUS_RATIO",
     "WEAK_SCORE",
     "ShiftPeak",
+    "bin_rows",
     "fft_search",
     "quadratic_peak",
+    "row_binning_factor",
     "scaled_frames",
     "secondary_peak_ratio",
 ]
@@ -135,13 +138,12 @@ def secondary_peak_ratio(surface, iy: int, ix: int) -> float:
     return float(max(0.0, (np.max(surface[outside]) - floor) / (peak - floor)))
 
 
-def _best_shift(target, frames, grid, sx, sy, start, params, plan) -> ShiftPeak:
+def _best_shift(prepared: TargetSpectra, frames, grid, sx, sy, start, params, plan) -> ShiftPeak:
     """Best (sub-pixel) shift for one scale, from the masked NCC surface over the search window."""
-    bands = frame_bands(plan, len(frames), target.shape[1], frames.shape[2])
-    surface = ncc_surface(
-        target,
+    bands = frame_bands(plan, len(frames), prepared.target_shape[1], frames.shape[2])
+    surface = ncc_surface_from_spectra(
+        prepared,
         scaled_frames(frames, grid, sx, sy, order=1, bands=bands),
-        plan=plan,
         min_overlap_fraction=params.min_overlap_fraction,
         min_overlap_pixels=params.min_overlap_pixels,
     )
@@ -160,6 +162,44 @@ def _best_shift(target, frames, grid, sx, sy, start, params, plan) -> ShiftPeak:
     edge = not (inside[max(iy - 1, 0) : iy + 2, max(ix - 1, 0) : ix + 2].all())
     ratio = secondary_peak_ratio(masked, iy, ix)
     return ShiftPeak(Transform(dx, dy, sx, sy), float(masked[iy, ix]), edge, ratio)
+
+
+#: The scale grid keeps at least this many rows when binning them towards square pixels.
+MIN_GRID_ROWS = 32
+
+
+def row_binning_factor(grid: TargetGrid, n_rows: int) -> int:
+    """Rows per bin that make the target's pixels about square: ``floor(pixel_x / pixel_y)``, or 1.
+
+    1 when rows are not at least twice finer than columns, or when fewer than `MIN_GRID_ROWS` binned
+    rows would remain.
+
+    Examples
+    --------
+    >>> row_binning_factor(TargetGrid((0.0, 0.0), ((4.0, 0.0), (0.0, 1.1))), 800)
+    3
+    """
+    pixel_x, pixel_y = grid.pixel_scale
+    factor = int(np.floor(pixel_x / pixel_y + 1e-9))
+    return factor if factor >= 2 and n_rows // factor >= MIN_GRID_ROWS else 1
+
+
+def bin_rows(target, frames, grid: TargetGrid, factor: int):
+    """Target, padded frames and grid with rows mean-binned by ``factor`` (NaN-aware), kept in register.
+
+    The frames lose ``pad_y % factor`` rows on top so that target and frame bins cover the same sky,
+    and are cut to ``ny // factor + 2 pad_y // factor`` rows.
+    """
+    pad_y, pad_x = grid.pad
+    drop = pad_y % factor
+    binned_target = bin_image(target, (factor, 1))
+    binned_pad = (pad_y - drop) // factor
+    n_rows = binned_target.shape[0] + 2 * binned_pad
+    binned_frames = np.stack([bin_image(frame[drop:], (factor, 1))[:n_rows] for frame in frames])
+    matrix = np.asarray(grid.matrix) @ np.diag([1.0, factor])
+    crpix = (grid.crpix[0], (grid.crpix[1] + 0.5) / factor - 0.5)
+    binned_grid = TargetGrid(crpix, tuple(map(tuple, matrix)), (binned_pad, pad_x))
+    return binned_target, binned_frames, binned_grid
 
 
 def _scale_axis(low, high, step, centre):
@@ -182,7 +222,11 @@ def fft_search(
     1. For each scale candidate (only ``start``'s scale unless ``params.fit_scale``), the masked NCC by
        FFT scores every integer shift within ``params.shift_range_arcsec`` of ``start``; a parabola
        through the peak's neighbours gives the sub-pixel shift. Scale candidates are scored through
-       ``map_fn``: a 1-D grid on ``sx``, then on ``sy``, at ``params.scale_step``.
+       ``map_fn``: a 1-D grid on ``sx``, then on ``sy``, at ``params.scale_step``. The target's spectra
+       are computed once for all of them. When rows are much finer than columns (a SPICE raster) and
+       ``params.scale_grid_square_bins``, the grid runs on rows binned towards square pixels
+       (`row_binning_factor`, `bin_rows`) and the shift is searched again at full resolution at the
+       grid's best scale.
     2. The best candidate is refined jointly in shift (and scale) on the exact metric (cubic sampling)
        by Gauss-Newton (`coalign.stages.refine.refine`), which also gives the 1-sigma errors.
 
@@ -192,18 +236,25 @@ def fft_search(
     """
     frames = np.asarray(frames, dtype=float)
     frames = frames[None] if frames.ndim == 2 else frames
-    best_at = partial(_best_shift, target, frames, grid, start=start, params=params, plan=plan)
+    best_at = _shift_scorer(target, frames, grid, start, params, plan)
     n_eval = 0
     if params.fit_scale:
+        factor = row_binning_factor(grid, target.shape[0]) if params.scale_grid_square_bins else 1
+        grid_best_at = best_at
+        if factor > 1:
+            grid_best_at = _shift_scorer(*bin_rows(target, frames, grid, factor), start, params, plan)
         low, high = params.scale_range
         sxs = _scale_axis(low, high, params.scale_step, start.sx)
-        x_peaks = list(map_fn(_call_best, [(best_at, sx, start.sy) for sx in sxs]))
+        x_peaks = list(map_fn(_call_best, [(grid_best_at, sx, start.sy) for sx in sxs]))
         best_sx = max(x_peaks, key=lambda p: _key(p.score)).transform.sx
         sys_ = _scale_axis(low, high, params.scale_step, start.sy)
-        y_peaks = list(map_fn(_call_best, [(best_at, best_sx, sy) for sy in sys_]))
+        y_peaks = list(map_fn(_call_best, [(grid_best_at, best_sx, sy) for sy in sys_]))
         peaks = x_peaks + y_peaks
         n_eval += len(sxs) + len(sys_)
         scale_start = (_vertex(sxs, [p.score for p in x_peaks]), _vertex(sys_, [p.score for p in y_peaks]))
+        if factor > 1:  # the shift at full resolution, at the grid's best scale
+            peaks = [best_at(sx=scale_start[0], sy=scale_start[1])]
+            n_eval += 1
     else:
         peaks = [best_at(sx=start.sx, sy=start.sy)]
         n_eval += 1
@@ -233,6 +284,12 @@ def fft_search(
     if "edge" in flags:
         message = "peak on the edge of the search window"
     return SearchResult(transform, score, n_eval, history, message, refined.sigma, flags)
+
+
+def _shift_scorer(target, frames, grid, start, params, plan):
+    """``best_at(sx, sy)``: the best shift at one scale, with the target's spectra computed once."""
+    prepared = target_spectra(target, frames.shape[1:], plan=plan)
+    return partial(_best_shift, prepared, frames, grid, start=start, params=params, plan=plan)
 
 
 def _within(transform: Transform, start: Transform, params: PhaseParams) -> bool:

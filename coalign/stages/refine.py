@@ -18,8 +18,8 @@ import numpy as np
 import scipy.fft
 
 from coalign.stages.correlate import pearson
-from coalign.stages.sampling import FramePlan, SplineFrames, sample_reference
-from coalign.transform import TargetGrid, Transform
+from coalign.stages.sampling import FramePlan, SplineFrames, reference_gradient, sample_reference
+from coalign.transform import TargetGrid, Transform, pixel_mapping
 
 __all__ = ["Refinement", "correlation_inflation", "refine", "uncertainty"]
 
@@ -44,7 +44,7 @@ def _values(transform: Transform) -> np.ndarray:
 
 
 def _steps(grid: TargetGrid, shape) -> np.ndarray:
-    """Finite-difference steps: 0.05 pixel for shifts, 0.05 pixel at the image edge for scales."""
+    """Parameter changes worth 0.05 pixel: for shifts, and for scales at the image edge (tolerances)."""
     pixel = np.linalg.norm(np.asarray(grid.matrix), axis=0)  # arcsec per pixel along x, y
     half_size = max(shape) / 2.0
     return np.array([0.05 * pixel[0], 0.05 * pixel[1], 0.05 / half_size, 0.05 / half_size])
@@ -82,16 +82,23 @@ def correlation_inflation(residual, lags: int = INFLATION_LAGS) -> float:
     return float(max(1.0, np.nansum(np.where(n > 0, rho, 0.0))))
 
 
-def _derivatives(frames, grid, plan, theta, free, steps) -> np.ndarray:
-    """Central-difference images dR/dtheta_k of the sampled reference, one per free parameter."""
+def _derivatives(frames, grid, plan, theta, free) -> np.ndarray:
+    """Images dR/dtheta_k of the sampled reference, one per free parameter, by the chain rule.
+
+    The reference's gradient (`reference_gradient`) times the derivative of the sampling position
+    ``q = A(theta) p + b(theta)``, which is linear in each parameter, so a unit difference is exact.
+    """
+    transform = Transform(*theta)
+    gradient = reference_gradient(frames, transform, grid, plan=plan)
+    pixels = np.mgrid[0 : gradient.shape[1], 0 : gradient.shape[2]].astype(float)
+    matrix, offset = pixel_mapping(transform, grid)
     columns = []
     for k in free:
-        up, down = theta.copy(), theta.copy()
-        up[k] += steps[k]
-        down[k] -= steps[k]
-        r_up = sample_reference(frames, Transform(*up), grid, plan=plan)
-        r_down = sample_reference(frames, Transform(*down), grid, plan=plan)
-        columns.append((r_up - r_down) / (2 * steps[k]))
+        moved = theta.copy()
+        moved[k] += 1.0
+        matrix_k, offset_k = pixel_mapping(Transform(*moved), grid)
+        dq = np.tensordot(matrix_k - matrix, pixels, axes=1) + (offset_k - offset)[:, None, None]
+        columns.append(gradient[0] * dq[0] + gradient[1] * dq[1])
     return np.stack(columns)
 
 
@@ -163,8 +170,8 @@ def refine(
     for _iteration in range(max_iter):
         fresh = jacobian is None or age >= JACOBIAN_EVERY
         if fresh:
-            jacobian, jacobian_theta = _derivatives(frames, grid, plan, theta, free, steps), theta
-            n_eval += 2 * len(free)
+            jacobian, jacobian_theta = _derivatives(frames, grid, plan, theta, free), theta
+            n_eval += 4
             age = 0
         age += 1
         t, x, _ = _linear_system(target, base, jacobian)
@@ -193,9 +200,10 @@ def refine(
         if not accepted or small:
             converged = small
             break
-    if jacobian is None or not np.array_equal(jacobian_theta, theta):
-        jacobian = _derivatives(frames, grid, plan, theta, free, steps)
-        n_eval += 2 * len(free)
+    # Derivatives from within a fifth of a difference step of the optimum serve the errors as well.
+    if jacobian is None or np.any(np.abs(theta - jacobian_theta)[free] > steps[free] / 5):
+        jacobian = _derivatives(frames, grid, plan, theta, free)
+        n_eval += 4
     sigma = _sigma(target, base, jacobian, free)
     return Refinement(Transform(*theta), float(best), sigma, n_eval, bool(converged))
 
@@ -237,5 +245,5 @@ def uncertainty(
     free = [0, 1, 2, 3] if fit_scale else [0, 1]
     theta = _values(transform)
     base = sample_reference(frames, transform, grid, plan=plan)
-    jacobian = _derivatives(frames, grid, plan, theta, free, _steps(grid, target.shape))
+    jacobian = _derivatives(frames, grid, plan, theta, free)
     return _sigma(target, base, jacobian, free)

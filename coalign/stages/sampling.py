@@ -11,6 +11,7 @@ __all__ = [
     "FramePlan",
     "SplineFrames",
     "prepare_frames",
+    "reference_gradient",
     "sample_at",
     "sample_reference",
     "single_frame_plan",
@@ -77,6 +78,38 @@ def sample_at(image, coords, order=1) -> np.ndarray:
     return values
 
 
+def _frame_columns(plan: FramePlan, n_frames_used):
+    """For each frame used by ``plan``: its index, the columns it feeds and their weights."""
+    for k in n_frames_used:
+        weight = np.where(plan.lower == k, 1.0 - plan.weight, 0.0) + np.where(
+            plan.upper == k, plan.weight, 0.0
+        )
+        columns = np.flatnonzero(weight > 0)
+        if columns.size:
+            yield k, columns, weight[columns]
+
+
+def _sampling_setup(frames, transform: Transform, grid: TargetGrid, plan: FramePlan | None):
+    """Frames array, optional SplineFrames, target shape, plan and the pixel mapping of ``transform``."""
+    prepared = frames if isinstance(frames, SplineFrames) else None
+    frames = prepared.coefficients if prepared is not None else np.asarray(frames, dtype=float)
+    if frames.ndim == 2:
+        frames = frames[None]
+    pad_y, pad_x = grid.pad
+    full_shape = (prepared.valid if prepared is not None else frames).shape
+    ny, nx = full_shape[1] - 2 * pad_y, full_shape[2] - 2 * pad_x
+    plan = single_frame_plan(nx) if plan is None else plan
+    used = np.unique(np.concatenate([plan.lower, plan.upper]))
+    return frames, prepared, (ny, nx), _frame_columns(plan, used), pixel_mapping(transform, grid)
+
+
+def _coordinates(matrix, offset, ny, columns):
+    """Padded-reference coordinates ``(2, ny * len(columns))`` seen by target columns ``columns``."""
+    yy, xx = np.mgrid[0:ny, 0 : columns.size]
+    pix = np.stack([yy.ravel(), columns[xx.ravel()]])
+    return matrix @ pix + offset[:, None]
+
+
 def sample_reference(
     frames, transform: Transform, grid: TargetGrid, *, plan: FramePlan | None = None, order: int = 1
 ) -> np.ndarray:
@@ -101,34 +134,54 @@ def sample_reference(
     sampled : (ny, nx) ndarray
         NaN where the reference is invalid or out of the padded grid.
     """
-    prepared = frames if isinstance(frames, SplineFrames) else None
-    frames = prepared.coefficients if prepared is not None else np.asarray(frames, dtype=float)
-    if frames.ndim == 2:
-        frames = frames[None]
-    pad_y, pad_x = grid.pad
-    full_shape = (prepared.valid if prepared is not None else frames).shape
-    ny, nx = full_shape[1] - 2 * pad_y, full_shape[2] - 2 * pad_x
-    plan = single_frame_plan(nx) if plan is None else plan
-    matrix, offset = pixel_mapping(transform, grid)
-    yy, xx = np.mgrid[0:ny, 0:nx]
+    frames, prepared, (ny, nx), per_frame, (matrix, offset) = _sampling_setup(frames, transform, grid, plan)
     out = np.zeros((ny, nx))
-    for k in np.unique(np.concatenate([plan.lower, plan.upper])):
-        weight = np.where(plan.lower == k, 1.0 - plan.weight, 0.0) + np.where(
-            plan.upper == k, plan.weight, 0.0
-        )
-        columns = np.flatnonzero(weight > 0)
-        if columns.size == 0:
-            continue
-        pix = np.stack([yy[:, columns].ravel(), xx[:, columns].ravel()])
-        coords = matrix @ pix + offset[:, None]
+    for k, columns, weight in per_frame:
+        coords = _coordinates(matrix, offset, ny, columns)
         if prepared is not None:
             values = ndimage.map_coordinates(
                 frames[k], coords + SPLINE_PAD, order=3, mode="nearest", prefilter=False
             )
             support = ndimage.map_coordinates(prepared.valid[k], coords, order=1, cval=0.0, prefilter=False)
             values[support < 1.0 - 1e-9] = np.nan
-            values = values.reshape(ny, columns.size)
         else:
-            values = sample_at(frames[k], coords, order).reshape(ny, columns.size)
-        out[:, columns] += weight[columns] * values
+            values = sample_at(frames[k], coords, order)
+        out[:, columns] += weight * values.reshape(ny, columns.size)
+    return out
+
+
+def reference_gradient(
+    frames: SplineFrames, transform: Transform, grid: TargetGrid, *, plan: FramePlan | None = None, step=0.05
+) -> np.ndarray:
+    """Gradient of the cubic-sampled reference along the padded-reference axes, at each target pixel.
+
+    Central differences of the spline interpolant over ``step`` reference pixels, evaluated at the
+    positions `sample_reference` samples (one `~scipy.ndimage.map_coordinates` call per frame). With
+    the chain rule this gives the derivative of the sampled reference with respect to any parameter of
+    the mapping. Validity is not checked: pair it with `sample_reference`, whose NaNs mark the holes.
+
+    Parameters
+    ----------
+    frames : SplineFrames
+        Prefiltered frames from `prepare_frames`.
+    transform, grid, plan
+        As in `sample_reference`.
+    step : float
+        Half-width of the central difference, in reference pixels.
+
+    Returns
+    -------
+    gradient : (2, ny, nx) ndarray
+        ``d/dy`` and ``d/dx`` (numpy axis order) of the reference, per reference pixel.
+    """
+    coefficients, _, (ny, nx), per_frame, (matrix, offset) = _sampling_setup(frames, transform, grid, plan)
+    out = np.zeros((2, ny, nx))
+    probes = step * np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
+    for k, columns, weight in per_frame:
+        coords = _coordinates(matrix, offset, ny, columns) + SPLINE_PAD
+        stacked = np.concatenate([coords + probe[:, None] for probe in probes], axis=1)
+        values = ndimage.map_coordinates(coefficients[k], stacked, order=3, mode="nearest", prefilter=False)
+        up_y, down_y, up_x, down_x = values.reshape(4, ny, columns.size)
+        out[0][:, columns] += weight * (up_y - down_y) / (2 * step)
+        out[1][:, columns] += weight * (up_x - down_x) / (2 * step)
     return out

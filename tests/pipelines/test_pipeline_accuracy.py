@@ -162,16 +162,20 @@ def _raster_frames():
     return [_well_sampled(k) for k in range(26)[RASTER_FRAMES]]
 
 
-def _raster_target(seed):
-    """A raster whose column i is the frames bracketing its time, blended linearly, at its sky positions."""
+def _raster_target(seed, shape=RASTER_SHAPE, row_arcsec=None):
+    """A raster whose column i is the frames bracketing its time, blended linearly, at its sky positions.
+
+    Rows have the frames' pixel size (~1.67") unless ``row_arcsec`` is given."""
     frames = _raster_frames()
     frame_times = Time([f.date for f in frames])
     # Columns from one minute after the 2nd frame to one minute before the last but one (~49 min).
     first, last = frame_times[1] + 60 * u.s, frame_times[-2] - 60 * u.s
-    ny, nx = RASTER_SHAPE
+    ny, nx = shape
     column_times = first + np.linspace(0.0, 1.0, nx) * (last - first)
     meta = frames[0].meta.copy()
     meta["cdelt1"] = 2.0
+    if row_arcsec is not None:
+        meta["cdelt2"] = row_arcsec
     meta["naxis1"], meta["naxis2"] = nx, ny
     meta["crpix1"], meta["crpix2"] = (nx + 1) / 2, (ny + 1) / 2
     meta["crval1"] = frames[0].meta["crval1"] + 3.1
@@ -230,6 +234,48 @@ def test_raster_fft_not_worse_than_population(i):
     _, population_shift, population_scale = _raster_case(i, "population")
     assert np.max(np.abs(fft_shift)) <= np.max(np.abs(population_shift)) + 0.02
     assert np.max(np.abs(fft_scale)) <= np.max(np.abs(population_scale)) + 5e-4
+
+
+# Rows three times finer than the 2" columns (and ~3x finer than the frames), as in a SPICE raster against
+# EUI/FSI: the scale grid then runs on rows binned by 3.
+FINE_ROWS = (270, 64), 0.56
+
+
+@cache
+def _fine_row_case(i: int, square_bins: bool = True):
+    error = RASTER_CASES[i]
+    truth_map, column_times = _raster_target(seed=30 + i, shape=FINE_ROWS[0], row_arcsec=FINE_ROWS[1])
+    target = apply_transform(truth_map, error)
+    params = replace(SYNTHETIC_RASTER, scale_grid_square_bins=square_bins)
+    result = synthetic_raster_phase(target, _raster_frames(), params, column_times=column_times)
+    truth, found = error.inverse(), result.transform
+    scale_error = np.array([found.sx / truth.sx - 1, found.sy / truth.sy - 1])
+    return result, _shift_error_pixels(found, truth, target.wcs), scale_error
+
+
+@pytest.mark.parametrize("i", range(2))
+def test_raster_with_fine_rows_recovered_with_the_binned_scale_grid(i):
+    result, shift_error, scale_error = _fine_row_case(i)
+    assert np.all(np.abs(shift_error) <= 0.1), (result.transform, shift_error)
+    assert np.all(np.abs(scale_error) <= 0.002), (result.transform, scale_error)
+    assert result.flags == ()
+
+
+def test_binned_scale_grid_gives_the_full_resolution_answer():
+    """The binned grid only seeds the refinement: the result is the one the full-resolution grid gives."""
+    binned, _, _ = _fine_row_case(0)
+    full, _, _ = _fine_row_case(0, square_bins=False)
+    grid = grid_from_wcs(
+        apply_transform(_raster_target(30, FINE_ROWS[0], FINE_ROWS[1])[0], RASTER_CASES[0]).wcs
+    )
+    difference = grid.shift_in_pixels(
+        Transform(binned.transform.dx - full.transform.dx, binned.transform.dy - full.transform.dy)
+    )
+    assert np.all(np.abs(difference) < 0.01), (binned.transform, full.transform)
+    assert (
+        abs(binned.transform.sx - full.transform.sx) < 2e-4
+        and abs(binned.transform.sy - full.transform.sy) < 2e-4
+    )
 
 
 # --- 4. uncertainty calibration ------------------------------------------------------------------------

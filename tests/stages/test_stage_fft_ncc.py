@@ -5,7 +5,7 @@ import pytest
 from scipy import ndimage
 
 from coalign import ShapeError, Transform, correlate
-from coalign.stages.fft_ncc import ncc_surface
+from coalign.stages.fft_ncc import ncc_surface, ncc_surface_from_spectra, target_spectra
 from coalign.stages.sampling import FramePlan
 from coalign.transform import TargetGrid
 
@@ -77,3 +77,26 @@ def test_minimum_overlap_gives_nan():
 def test_reference_smaller_than_target_raises():
     with pytest.raises(ShapeError, match="at least as large as the target"):
         ncc_surface(np.zeros((10, 10)), np.zeros((5, 5)))
+
+
+@pytest.mark.parametrize("name", PLANS)
+def test_prepared_target_spectra_score_any_reference(name):
+    """Spectra prepared once give the same surface as a fresh call, for several references in turn."""
+    target, frames = _frames()
+    plan = PLANS[name]
+    prepared = target_spectra(target, frames.shape[1:], plan=plan)
+    for seed in (2, 3):
+        _, other = _frames(seed)
+        reference = other if plan is not None else other[0]
+        np.testing.assert_allclose(
+            ncc_surface_from_spectra(prepared, reference),
+            ncc_surface(target, reference, plan=plan),
+            atol=1e-12,
+        )
+
+
+def test_prepared_spectra_refuse_frames_of_another_shape():
+    target, frames = _frames()
+    prepared = target_spectra(target, frames.shape[1:])
+    with pytest.raises(ShapeError, match="call target_spectra again"):
+        ncc_surface_from_spectra(prepared, frames[:, :-1])

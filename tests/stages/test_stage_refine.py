@@ -14,8 +14,8 @@ import pytest
 from scipy import ndimage
 
 from coalign import Transform
-from coalign.stages.refine import correlation_inflation, refine, uncertainty
-from coalign.stages.sampling import prepare_frames
+from coalign.stages.refine import _derivatives, correlation_inflation, refine, uncertainty
+from coalign.stages.sampling import prepare_frames, sample_reference
 from coalign.transform import TargetGrid
 from tests.sample import nan_smooth, sample
 
@@ -147,7 +147,8 @@ def test_uncertainty_matches_refine_sigma_at_the_same_point():
     frames = prepare_frames(_frame())
     result = refine(target, frames, GRID, _offset(TRUTH, (0.5, 0.5)))
     sigma = uncertainty(target, frames, GRID, result.transform)
-    np.testing.assert_allclose(sigma[:2], result.sigma[:2], rtol=1e-9)
+    # refine may keep derivatives from within a fifth of a 0.05-pixel step of its optimum.
+    np.testing.assert_allclose(sigma[:2], result.sigma[:2], rtol=1e-4)
     assert np.all(np.isnan(sigma[2:]))
 
 
@@ -182,3 +183,24 @@ def test_sigma_is_calibrated_on_noise_realisations():
     # For a calibrated Gaussian error the rms error equals sigma.
     ratio = np.sqrt((errors**2).mean(axis=0)) / np.median(sigmas, axis=0)
     assert np.all(ratio > 0.6) and np.all(ratio < 1.6), ratio
+
+
+def test_chain_rule_derivatives_match_finite_differences_in_all_four_parameters():
+    """dR/dtheta from the reference gradient equals central differences of the sampled reference, for
+    shifts and scales, on the rotated non-square grid."""
+    frames = prepare_frames(_frame())
+    theta = np.array([1.3, -0.8, 1.01, 0.99])
+    jacobian = _derivatives(frames, GRID, None, theta, [0, 1, 2, 3])
+    steps = np.array([1e-3, 1e-3, 1e-5, 1e-5])
+    for k in range(4):
+        up, down = theta.copy(), theta.copy()
+        up[k] += steps[k]
+        down[k] -= steps[k]
+        numeric = sample_reference(frames, Transform(*up), GRID) - sample_reference(
+            frames, Transform(*down), GRID
+        )
+        numeric /= 2 * steps[k]
+        finite = np.isfinite(numeric) & np.isfinite(jacobian[k])
+        assert finite.mean() > 0.8
+        scale = np.abs(numeric[finite]).max()
+        np.testing.assert_allclose(jacobian[k][finite], numeric[finite], atol=3e-3 * scale)

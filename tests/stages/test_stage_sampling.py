@@ -5,7 +5,13 @@ import pytest
 from scipy import ndimage
 
 from coalign import Transform, sample_reference
-from coalign.stages.sampling import FramePlan, prepare_frames, sample_at, single_frame_plan
+from coalign.stages.sampling import (
+    FramePlan,
+    prepare_frames,
+    reference_gradient,
+    sample_at,
+    single_frame_plan,
+)
 from coalign.transform import TargetGrid
 
 GRID = TargetGrid((9.5, 7.5), ((2.0, 0.0), (0.0, 1.5)), (3, 4))
@@ -58,3 +64,28 @@ def test_prepared_frames_sample_like_raw_cubic():
     np.testing.assert_array_equal(np.isnan(raw), np.isnan(prepared))
     np.testing.assert_allclose(prepared[np.isfinite(raw)], raw[np.isfinite(raw)], atol=1e-12)
     assert np.isnan(raw).any() and np.isfinite(raw).mean() > 0.5
+
+
+@pytest.mark.parametrize(
+    "transform", [Transform(), Transform(0.7, -1.3), Transform(-0.4, 0.9, 1.03, 0.98)], ids=str
+)
+def test_reference_gradient_is_the_derivative_of_the_sampled_reference(transform):
+    """Moving every sampling position by a small step along y (x) changes the cubic-sampled reference by
+    the gradient times that step."""
+    frames = prepare_frames(np.stack([_frame(0), _frame(1)]))
+    plan = FramePlan(np.repeat([0, 1], 10), np.repeat([0, 1], 10), np.zeros(20))
+    gradient = reference_gradient(frames, transform, GRID, plan=plan)
+    h = 1e-4
+    # A shift of the correction by dy arcsec moves the sampling positions by dy / 1.5 rows.
+    for axis, (ddx, ddy), pixels in ((0, (0.0, 1.5 * h), h), (1, (2.0 * h, 0.0), h)):
+        up = Transform(transform.dx + ddx, transform.dy + ddy, transform.sx, transform.sy)
+        down = Transform(transform.dx - ddx, transform.dy - ddy, transform.sx, transform.sy)
+        numeric = sample_reference(frames, up, GRID, plan=plan) - sample_reference(
+            frames, down, GRID, plan=plan
+        )
+        numeric /= 2 * pixels
+        finite = np.isfinite(numeric)
+        assert finite.mean() > 0.5
+        np.testing.assert_allclose(
+            gradient[axis][finite], numeric[finite], atol=2e-3 * np.abs(numeric[finite]).max()
+        )
