@@ -23,8 +23,9 @@ from coalign.transform import TargetGrid, Transform, pixel_mapping
 
 __all__ = ["Refinement", "correlation_inflation", "refine", "uncertainty"]
 
-#: The derivative images are recomputed every this many Gauss-Newton steps (chord method in between).
-JACOBIAN_EVERY = 3
+#: Gauss-Newton stops once its next step is below this fraction of the (white-noise) 1-sigma error,
+#: or below 1/50 of a 0.05-pixel change, whichever is larger.
+STOP_SIGMA = 0.1
 #: Half-width (pixels) of the lag window over which the residual autocorrelation is summed.
 INFLATION_LAGS = 2
 
@@ -166,14 +167,9 @@ def refine(
     best = score(base)
     n_eval += 1
     converged = False
-    jacobian, jacobian_theta, age = None, theta, 0
     for _iteration in range(max_iter):
-        fresh = jacobian is None or age >= JACOBIAN_EVERY
-        if fresh:
-            jacobian, jacobian_theta = _derivatives(frames, grid, plan, theta, free), theta
-            n_eval += 4
-            age = 0
-        age += 1
+        jacobian = _derivatives(frames, grid, plan, theta, free)
+        n_eval += 4
         t, x, _ = _linear_system(target, base, jacobian)
         if t.size < max(min_overlap_pixels, x.shape[1] + 2):
             break
@@ -182,6 +178,10 @@ def refine(
             break
         delta = np.zeros(4)
         delta[free] = coef[2:] / coef[1]
+        tolerance = np.maximum(steps[free] / 50, STOP_SIGMA * _noise_sigma(t, x, coef))
+        if np.all(np.abs(delta[free]) < tolerance):
+            converged = True  # the next step would be negligible: theta, base and jacobian agree
+            break
         accepted = False
         for _halving in range(5):
             trial = theta + delta
@@ -193,19 +193,24 @@ def refine(
                     theta, best, base, accepted = trial, value, sampled, True
                     break
             delta /= 2
-        small = bool(np.all(np.abs(delta[free]) < steps[free] / 50))
-        if (not accepted or small) and not fresh:
-            jacobian = None  # judge convergence (or failure) only with fresh derivatives
-            continue
-        if not accepted or small:
-            converged = small
+        if not accepted:
             break
-    # Derivatives from within a fifth of a difference step of the optimum serve the errors as well.
-    if jacobian is None or np.any(np.abs(theta - jacobian_theta)[free] > steps[free] / 5):
-        jacobian = _derivatives(frames, grid, plan, theta, free)
+    else:
+        jacobian = _derivatives(frames, grid, plan, theta, free)  # max_iter reached after a step
         n_eval += 4
     sigma = _sigma(target, base, jacobian, free)
     return Refinement(Transform(*theta), float(best), sigma, n_eval, bool(converged))
+
+
+def _noise_sigma(t, x, coef) -> np.ndarray:
+    """White-noise 1-sigma errors of the step parameters of one linear system (no inflation)."""
+    dof = max(t.size - x.shape[1], 1)
+    residual = t - x @ coef
+    try:
+        diagonal = np.diag(np.linalg.inv(x.T @ x))[2:]
+    except np.linalg.LinAlgError:
+        return np.zeros(x.shape[1] - 2)
+    return np.sqrt(np.clip(diagonal, 0, None) * (residual @ residual) / dof) / coef[1]
 
 
 def _sigma(target, base, jacobian, free) -> tuple[float, float, float, float]:

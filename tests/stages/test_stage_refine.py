@@ -147,8 +147,7 @@ def test_uncertainty_matches_refine_sigma_at_the_same_point():
     frames = prepare_frames(_frame())
     result = refine(target, frames, GRID, _offset(TRUTH, (0.5, 0.5)))
     sigma = uncertainty(target, frames, GRID, result.transform)
-    # refine may keep derivatives from within a fifth of a 0.05-pixel step of its optimum.
-    np.testing.assert_allclose(sigma[:2], result.sigma[:2], rtol=1e-4)
+    np.testing.assert_allclose(sigma[:2], result.sigma[:2], rtol=1e-9)
     assert np.all(np.isnan(sigma[2:]))
 
 
