@@ -66,9 +66,17 @@ KEPT_KEYS = ("TELESCOP", "INSTRUME", "OBSID", "OBS_DESC", "STARTOBS", "ENDOBS")
 RSUN_REF = 695700000.0
 
 
+def _is_iris(header) -> bool:
+    return str(header.get("TELESCOP", "")).strip().upper() == "IRIS"
+
+
+def _is_sji(primary) -> bool:
+    return str(primary.get("INSTRUME", "")).strip().upper().startswith("SJI")
+
+
 def _primary(hdul, path: Path):
     header = hdul[0].header
-    if str(header.get("TELESCOP", "")).strip().upper() != "IRIS":
+    if not _is_iris(header):
         raise WCSError(
             f"{path.name} is not an IRIS file (TELESCOP = {header.get('TELESCOP')!r}); "
             "use read_map or the reader of its instrument"
@@ -123,14 +131,25 @@ def _select_window(names: list[str], window, path: Path) -> int:
     return matches[0]
 
 
+def _aux_index(hdul) -> int | None:
+    """Index of the auxiliary extension (second-to-last HDU, an image with a TIME column index) or None."""
+    if len(hdul) < 3:
+        return None
+    hdu = hdul[len(hdul) - 2]
+    if not hdu.is_image or "TIME" not in hdu.header or hdu.data is None:
+        return None
+    return len(hdul) - 2
+
+
 def _aux(hdul, path: Path):
     """The auxiliary extension (second-to-last HDU): header of column indices and its (rows, columns) data."""
-    hdu = hdul[-2] if len(hdul) >= 3 else None
-    if hdu is None or not hdu.is_image or "TIME" not in hdu.header or hdu.data is None:
+    index = _aux_index(hdul)
+    if index is None:
         raise TimeCoverageError(
             f"{path.name} has no IRIS auxiliary extension (second-to-last HDU with a TIME column index); "
             "it cannot give per-exposure times: is it a complete IRIS L2 file?"
         )
+    hdu = hdul[index]
     return hdu.header, np.asarray(hdu.data, dtype=float)
 
 
@@ -437,7 +456,7 @@ def read_iris_raster(
     path = Path(path)
     with fits.open(path) as hdul:
         primary = _primary(hdul, path)
-        if str(primary.get("INSTRUME", "")).strip().upper().startswith("SJI"):
+        if _is_sji(primary):
             raise WCSError(f"{path.name} is a slit-jaw (SJI) file, not a raster; read it with read_iris_sji")
         names = _window_names(primary)
         index = _select_window(names, window, path)
@@ -552,7 +571,7 @@ def read_iris_sji(path, *, frames=None, repair_plate_scale: bool = False) -> lis
     path = Path(path)
     with fits.open(path) as hdul:
         primary = _primary(hdul, path)
-        if not str(primary.get("INSTRUME", "")).strip().upper().startswith("SJI"):
+        if not _is_sji(primary):
             raise WCSError(
                 f"{path.name} is not a slit-jaw file (INSTRUME = {primary.get('INSTRUME')!r}); "
                 "read a raster with read_iris_raster"
