@@ -246,7 +246,7 @@ def empty_row(path) -> dict:
 def _align(path: Path, config: BatchConfig, row: dict) -> None:
     """Read, find references, align and write; fills ``row`` as it goes (so a failure keeps what is known)."""
     from coalign.io.fits import write_corrected
-    from coalign.io.readers import find_reference_files, read_map
+    from coalign.io.readers import check_sequence_coverage, find_reference_files, read_map, reference_times
     from coalign.pipelines.phases import three_phase_alignment
 
     target, column_times = read_target(path, config.window)
@@ -260,6 +260,14 @@ def _align(path: Path, config: BatchConfig, row: dict) -> None:
             f"no reference frame in {config.sequence_dir} between {start.utc.isot} and {end.utc.isot} "
             f"(channel={config.channel!r}, exclude={list(config.exclude)}); check the target's times, "
             "widen --time-margin or add frames to the reference folder"
+        )
+    if len(files) > 1:  # a single frame is used whatever its time, as by the synthetic-raster phase
+        check_sequence_coverage(
+            column_times,
+            reference_times(files),
+            max_time_gap_s=config.synthetic.max_time_gap_s,
+            target=path,
+            window=(start, end),
         )
     row["n_references"] = len(files)
     pairs = sorted(zip((read_map(f) for f in files), files, strict=True), key=lambda pair: pair[0].date)

@@ -80,8 +80,13 @@ def run_align(
     json_path=None,
     overwrite=False,
     n_jobs=1,
+    max_time_gap_s=None,
 ) -> dict:
     """Align one target file against a reference (and optionally a sequence); write the corrected FITS.
+
+    A sequence of several files is first checked to cover the target's column times
+    (`~coalign.io.readers.check_sequence_coverage`), so a sequence that does not raises
+    `~coalign.exceptions.TimeCoverageError` naming the files before any alignment and writes nothing.
 
     Parameters
     ----------
@@ -97,19 +102,33 @@ def run_align(
         SPICE window index or name.
     json_path : path-like, optional
         Where to write the result as JSON.
+    max_time_gap_s : float, optional
+        Largest allowed gap between a target column and its nearest sequence file (seconds); default
+        that of `~coalign.params.SyntheticParams`.
     """
     from coalign.batch import read_target
     from coalign.facade import Coaligner
     from coalign.io.fits import write_corrected
-    from coalign.io.readers import find_reference_files, read_map, read_sequence
+    from coalign.io.readers import (
+        DEFAULT_MAX_TIME_GAP_S,
+        check_sequence_coverage,
+        find_reference_files,
+        read_map,
+        read_sequence,
+        reference_times,
+    )
 
+    gap = DEFAULT_MAX_TIME_GAP_S if max_time_gap_s is None else max_time_gap_s
     target, column_times = read_target(Path(target_path), window)
-    reference = read_map(reference_path)
     files = list(sequence)
     if len(files) == 1 and Path(files[0]).is_dir():
         files = find_reference_files(files[0])
+    if len(files) > 1:  # a single map is used whatever its time, as by the synthetic-raster phase
+        check_sequence_coverage(column_times, reference_times(files), max_time_gap_s=gap, target=target_path)
+    reference = read_map(reference_path)
     maps = read_sequence(files) if files else None
     aligner = Coaligner(target, reference, maps, column_times=column_times if maps else None, n_jobs=n_jobs)
+    aligner.synthetic_kwargs["max_time_gap_s"] = gap
     t0 = time.perf_counter()
     aligner.run_all()
     found = aligner.best_params
@@ -139,6 +158,7 @@ def _window(value):
 def run_batch_command(args: argparse.Namespace) -> int:
     """Run ``coalign batch`` from parsed arguments; 0 when every target is ok, 1 when some failed."""
     from coalign.batch import expand_targets, run_batch, scheduler_map
+    from coalign.params import SyntheticParams
 
     if args.scheduler == "dask":
         try:
@@ -160,6 +180,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
                 time_margin=args.time_margin,
                 channel=args.channel,
                 exclude=tuple(args.exclude),
+                synthetic=SyntheticParams(max_time_gap_s=args.max_time_gap),
                 progress=not args.no_progress,
                 checkpoint_interval_s=args.checkpoint_seconds,
             )
@@ -193,6 +214,14 @@ def _print_report(report) -> None:
 
 def main(argv=None) -> int:
     """Entry point of the ``coalign`` command."""
+    from coalign.params import SyntheticParams
+
+    max_time_gap = dict(
+        type=float,
+        default=SyntheticParams().max_time_gap_s,
+        metavar="S",
+        help="largest gap between a target column and its nearest sequence frame (default: %(default)s s)",
+    )
     parser = argparse.ArgumentParser(prog="coalign", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="recover a known pointing error injected into the bundled IRIS sample")
@@ -218,6 +247,7 @@ def main(argv=None) -> int:
     align.add_argument("--json", help="write the result as JSON here")
     align.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     align.add_argument("--jobs", type=int, default=1, help="worker processes (default: 1)")
+    align.add_argument("--max-time-gap", **max_time_gap)
     batch = sub.add_parser(
         "batch",
         help="correct the pointing of many files (resumable table; serial, process pool or dask)",
@@ -253,6 +283,7 @@ def main(argv=None) -> int:
         metavar="S",
         help="minimum time between table writes (default: 0, after every file)",
     )
+    batch.add_argument("--max-time-gap", **max_time_gap)
     batch.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -277,6 +308,7 @@ def main(argv=None) -> int:
             json_path=args.json,
             overwrite=args.overwrite,
             n_jobs=args.jobs,
+            max_time_gap_s=args.max_time_gap,
         )
         t = report["transform"]
         print(

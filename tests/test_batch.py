@@ -34,6 +34,7 @@ from coalign.data import SAMPLE_RASTER, SAMPLE_REFERENCE_DIR
 from coalign.exceptions import EmptySequenceError
 from coalign.io.fits import write_corrected
 from coalign.io.readers import read_map
+from coalign.params import SyntheticParams
 from coalign.transform import Transform, grid_from_wcs
 
 #: Pointing errors injected into copies of the sample (the correction to find is the inverse).
@@ -261,6 +262,48 @@ def test_align_file_is_a_pure_task_with_a_frozen_config(inputs):
     assert (row["status"], row["error_type"]) == ("error", "OSError")
     with pytest.raises(ValueError, match="time_margin_min"):
         BatchConfig(sequence_dir=".", time_margin_min=-1)
+
+
+def test_a_sequence_folder_that_ends_too_early_is_an_error_row_naming_the_files(tmp_path, monkeypatch):
+    import coalign.pipelines.phases
+    from coalign.data import sample_reference_files
+
+    folder = tmp_path / "sji_until_1526"
+    folder.mkdir()
+    files = sample_reference_files()[:10]  # 14:09:38 to 15:25:52; the raster runs to 17:07:31
+    for path in files:
+        (folder / path.name).write_bytes(path.read_bytes())
+    target = tmp_path / "raster.fits"
+    target.write_bytes(SAMPLE_RASTER.read_bytes())
+    config = BatchConfig(sequence_dir=str(folder), out_dir=str(tmp_path / "out"))
+    row = align_file(target, config)
+    assert (row["status"], row["error_type"], row["output"]) == ("error", "TimeCoverageError", "")
+    message = row["error_message"]
+    assert "do not cover the raster of raster.fits" in message
+    assert f"({files[0].name}) to 2014-03-29T15:25:52.332 ({files[-1].name})" in message
+    assert (
+        f"its end is not covered: it ends 6099 s after the last reference file ({files[-1].name})" in message
+    )
+    # The files were those of the target's span +- 30 min: the message says so and how to widen it.
+    assert (
+        "widen the time window the files were selected in (now 2014-03-29T13:45:01.180 to "
+        "2014-03-29T17:37:31.180)" in message
+    )
+    assert message.endswith("or raise max_time_gap_s")
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+    # A larger allowed gap lets the same files through to the alignment.
+    def reached(*args, **kwargs):
+        raise RuntimeError("alignment reached")
+
+    monkeypatch.setattr(coalign.pipelines.phases, "three_phase_alignment", reached)
+    wide = BatchConfig(sequence_dir=str(folder), synthetic=SyntheticParams(max_time_gap_s=6100))
+    row = align_file(target, wide)
+    assert (row["error_type"], row["error_message"], row["n_references"]) == (
+        "RuntimeError",
+        "alignment reached",
+        10,
+    )
 
 
 def test_expand_targets_takes_folders_and_drops_duplicates(inputs):

@@ -97,3 +97,92 @@ def test_batch_command(tmp_path, capsys):
         main([*args[:5], "--table", str(good)])
     with pytest.raises(ValueError, match="needs scheduler='dask'"):
         main([*args, "--scheduler", "processes", "--address", "tcp://127.0.0.1:8786"])
+
+
+# --- a reference sequence that does not cover the target ------------------------------------------------
+
+
+def _later_copy(source: Path, path: Path, days: int) -> Path:
+    """A copy of a raster moved by whole days within the month (dates and the COLUMN_TIMES reference)."""
+    from astropy.io import fits
+
+    with fits.open(source) as hdul:
+        header, table = hdul[0].header, hdul["COLUMN_TIMES"].header
+        for hdr, key in [(header, k) for k in ("DATE-OBS", "DATE-AVG", "DATE-END") if k in header] + [
+            (table, "DATEREF")
+        ]:
+            date = hdr[key]
+            hdr[key] = f"{date[:8]}{int(date[8:10]) + days:02d}{date[10:]}"
+        hdul.writeto(path)
+    return path
+
+
+def _align_args(target, sequence, out_dir):
+    from coalign.data import sample_reference_files
+
+    return [
+        "align",
+        str(target),
+        "--reference",
+        str(sample_reference_files()[0]),
+        "--sequence",
+        *map(str, sequence),
+        "--out",
+        str(out_dir / "out.fits"),
+        "--json",
+        str(out_dir / "out.json"),
+    ]
+
+
+def test_align_refuses_a_sequence_entirely_before_the_target(tmp_path):
+    from coalign.data import SAMPLE_RASTER, SAMPLE_REFERENCE_DIR, sample_reference_files
+    from coalign.exceptions import TimeCoverageError
+
+    target = _later_copy(SAMPLE_RASTER, tmp_path / "next_day.fits", 1)
+    files = sample_reference_files()
+    with pytest.raises(TimeCoverageError) as error:
+        main(_align_args(target, [SAMPLE_REFERENCE_DIR], tmp_path))
+    message = str(error.value)
+    assert (
+        "do not cover the raster of next_day.fits: its columns were taken from 2014-03-30T14:15:01" in message
+    )
+    assert f"({files[0].name}) to 2014-03-29T17:50:04.776 ({files[-1].name})" in message
+    assert "the whole raster is after the reference files" in message
+    assert "Add reference files covering 2014-03-30T14:15:01.180 to 2014-03-30T17:07:31.180" in message
+    assert message.endswith("or raise max_time_gap_s")
+    assert not (tmp_path / "out.fits").exists() and not (tmp_path / "out.json").exists()
+
+
+def test_align_refuses_a_sequence_that_ends_too_early(tmp_path):
+    from coalign.data import SAMPLE_RASTER, sample_reference_files
+    from coalign.exceptions import TimeCoverageError
+
+    files = sample_reference_files()[:10]  # 14:09:38 to 15:25:52; the raster runs to 17:07:31
+    with pytest.raises(TimeCoverageError) as error:
+        main(_align_args(SAMPLE_RASTER, files, tmp_path))
+    message = str(error.value)
+    assert f"raster of {SAMPLE_RASTER.name}" in message
+    assert f"({files[0].name}) to 2014-03-29T15:25:52.332 ({files[-1].name})" in message
+    assert (
+        f"its end is not covered: it ends 6099 s after the last reference file ({files[-1].name})" in message
+    )
+    assert "Add reference files covering 2014-03-29T15:57:31.180 to 2014-03-29T17:07:31.180" in message
+    assert list(tmp_path.iterdir()) == []  # no output, no JSON, no temporary file
+
+
+def test_align_with_a_covering_sequence_or_a_wider_gap_goes_on_to_align(tmp_path, monkeypatch):
+    from coalign.data import SAMPLE_RASTER, sample_reference_files
+    from coalign.facade import Coaligner
+
+    seen = []
+
+    def stop(aligner):
+        seen.append(aligner.synthetic_kwargs["max_time_gap_s"])
+        raise RuntimeError("alignment reached")
+
+    monkeypatch.setattr(Coaligner, "run_all", stop)
+    with pytest.raises(RuntimeError, match="alignment reached"):
+        main(_align_args(SAMPLE_RASTER, sample_reference_files()[::2], tmp_path))
+    with pytest.raises(RuntimeError, match="alignment reached"):
+        main([*_align_args(SAMPLE_RASTER, sample_reference_files()[:10], tmp_path), "--max-time-gap", "6100"])
+    assert seen == [1800.0, 6100.0]

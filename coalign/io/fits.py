@@ -45,6 +45,19 @@ def _provenance(header, transform: Transform, references, params_text: str):
         header[f"PRREF{n}"] = ",".join(Path(ref).name for ref in references)
 
 
+def _move_iris_pointing(hdul: fits.HDUList, pointing) -> None:
+    """Put a `~coalign.io.iris.PointingUpdate` into the (in-memory) HDU list about to be written."""
+    aux = hdul[pointing.aux_index]
+    header, primary = aux.header.copy(), hdul[0].header.copy()
+    for key, value in pointing.primary.items():
+        primary[key] = value
+    for line in pointing.history:
+        header.add_history(line)
+        primary.add_history(line)
+    aux.data, aux.header = pointing.aux_data, header
+    hdul[0].header = primary
+
+
 def _atomic_write(hdul: fits.HDUList, output: Path) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
     os.close(fd)
@@ -76,6 +89,11 @@ def write_corrected(input_path, transform: Transform, output_path, *, references
     ``PRPARAn``, ``PRREFn``). The file is written to a temporary name in the output folder and renamed,
     so no partial output is ever left.
 
+    IRIS level-2 files also give their pointing outside the WCS, in ``XCEN``/``YCEN`` of the primary
+    header and per exposure in the ``XCENIX``/``YCENIX`` columns of the auxiliary extension: these move
+    with the correction too (`~coalign.io.iris.corrected_iris_pointing`; HISTORY lines say how), and
+    only those values of that extension change.
+
     Parameters
     ----------
     input_path : path-like
@@ -94,10 +112,13 @@ def write_corrected(input_path, transform: Transform, output_path, *, references
     Path
         The output path.
     """
+    from coalign.io.iris import corrected_iris_pointing  # iris imports this module
+
     input_path, output = Path(input_path), Path(output_path)
     _check_output(input_path, output, overwrite)
     params_text = json.dumps(transform.as_dict(), separators=(",", ":"))
     with fits.open(input_path, do_not_scale_image_data=True, mode="readonly") as hdul:
+        pointing = corrected_iris_pointing(hdul, transform, name=input_path.name)
         corrected = 0
         for hdu in hdul:
             axes = celestial_axes(hdu.header) if hdu.is_image else None
@@ -117,6 +138,8 @@ def write_corrected(input_path, transform: Transform, output_path, *, references
                 f"{input_path} has no image HDU with a celestial WCS (HPLN/HPLT or RA/DEC CTYPE); "
                 "nothing to correct"
             )
+        if pointing is not None:
+            _move_iris_pointing(hdul, pointing)
         _atomic_write(hdul, output)
     return output
 

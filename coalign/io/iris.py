@@ -32,20 +32,26 @@ rebuild the header exactly for that resampling (see `repair_resampled_header`).
 
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import astropy.units as u
 import numpy as np
 import sunpy.map
 from astropy.io import fits
 from astropy.time import Time
+from astropy.wcs import WCS
 from scipy import ndimage
 from sunpy.coordinates import get_earth
 
 from coalign.exceptions import AllNaNError, CoalignWarning, ShapeError, TimeCoverageError, WCSError
 from coalign.io.fits import celestial_axes
+from coalign.io.maps import correct_header
+from coalign.transform import Transform
 
 __all__ = [
     "FILL_VALUE",
+    "PointingUpdate",
+    "corrected_iris_pointing",
     "integrate_spectra",
     "iris_column_times",
     "iris_windows",
@@ -66,9 +72,17 @@ KEPT_KEYS = ("TELESCOP", "INSTRUME", "OBSID", "OBS_DESC", "STARTOBS", "ENDOBS")
 RSUN_REF = 695700000.0
 
 
+def _is_iris(header) -> bool:
+    return str(header.get("TELESCOP", "")).strip().upper() == "IRIS"
+
+
+def _is_sji(primary) -> bool:
+    return str(primary.get("INSTRUME", "")).strip().upper().startswith("SJI")
+
+
 def _primary(hdul, path: Path):
     header = hdul[0].header
-    if str(header.get("TELESCOP", "")).strip().upper() != "IRIS":
+    if not _is_iris(header):
         raise WCSError(
             f"{path.name} is not an IRIS file (TELESCOP = {header.get('TELESCOP')!r}); "
             "use read_map or the reader of its instrument"
@@ -123,14 +137,25 @@ def _select_window(names: list[str], window, path: Path) -> int:
     return matches[0]
 
 
+def _aux_index(hdul) -> int | None:
+    """Index of the auxiliary extension (second-to-last HDU, an image with a TIME column index) or None."""
+    if len(hdul) < 3:
+        return None
+    hdu = hdul[len(hdul) - 2]
+    if not hdu.is_image or "TIME" not in hdu.header or hdu.data is None:
+        return None
+    return len(hdul) - 2
+
+
 def _aux(hdul, path: Path):
     """The auxiliary extension (second-to-last HDU): header of column indices and its (rows, columns) data."""
-    hdu = hdul[-2] if len(hdul) >= 3 else None
-    if hdu is None or not hdu.is_image or "TIME" not in hdu.header or hdu.data is None:
+    index = _aux_index(hdul)
+    if index is None:
         raise TimeCoverageError(
             f"{path.name} has no IRIS auxiliary extension (second-to-last HDU with a TIME column index); "
             "it cannot give per-exposure times: is it a complete IRIS L2 file?"
         )
+    hdu = hdul[index]
     return hdu.header, np.asarray(hdu.data, dtype=float)
 
 
@@ -437,7 +462,7 @@ def read_iris_raster(
     path = Path(path)
     with fits.open(path) as hdul:
         primary = _primary(hdul, path)
-        if str(primary.get("INSTRUME", "")).strip().upper().startswith("SJI"):
+        if _is_sji(primary):
             raise WCSError(f"{path.name} is a slit-jaw (SJI) file, not a raster; read it with read_iris_sji")
         names = _window_names(primary)
         index = _select_window(names, window, path)
@@ -529,9 +554,11 @@ def read_iris_sji(path, *, frames=None, repair_plate_scale: bool = False) -> lis
 
     Each frame's pointing is the file's ``CRVAL1/2`` moved by that frame's offset in the auxiliary table,
     ``(XCENIX, YCENIX) - (XCEN, YCEN)`` (IRIS tracks solar rotation: the frames of a 4-hour sequence span
-    ~30″ in x), with its own roll ``PC1_1IX .. PC2_2IX``; so a pointing correction written into the
-    header (`~coalign.io.fits.write_corrected`) is kept. Rows of missing exposures (zero pointing and
-    roll) are interpolated in time from the valid rows, with a warning if the frame holds data.
+    ~30″ in x), with its own roll ``PC1_1IX .. PC2_2IX``. `~coalign.io.fits.write_corrected` moves
+    ``CRVAL``, ``XCEN``/``YCEN`` and every ``XCENIX``/``YCENIX`` together (`corrected_iris_pointing`),
+    so a corrected file reads back with the corrected pointing on every frame. Rows of missing exposures
+    (zero pointing and roll) are interpolated in time from the valid rows, with a warning if the frame
+    holds data.
 
     Parameters
     ----------
@@ -552,7 +579,7 @@ def read_iris_sji(path, *, frames=None, repair_plate_scale: bool = False) -> lis
     path = Path(path)
     with fits.open(path) as hdul:
         primary = _primary(hdul, path)
-        if not str(primary.get("INSTRUME", "")).strip().upper().startswith("SJI"):
+        if not _is_sji(primary):
             raise WCSError(
                 f"{path.name} is not a slit-jaw file (INSTRUME = {primary.get('INSTRUME')!r}); "
                 "read a raster with read_iris_raster"
@@ -640,3 +667,133 @@ def read_iris_sji(path, *, frames=None, repair_plate_scale: bool = False) -> lis
         out["FRAME"] = (int(picked[k]), f"frame index in {path.name}"[:47])
         maps.append(sunpy.map.Map(image, out))
     return maps
+
+
+# --------------------------------------------------------------------------------------------------
+# Pointing outside the WCS, for write_corrected
+# --------------------------------------------------------------------------------------------------
+
+
+class PointingUpdate(NamedTuple):
+    """The IRIS pointing of a file moved by a correction (see `corrected_iris_pointing`)."""
+
+    #: Index of the auxiliary extension in the HDU list.
+    aux_index: int
+    #: New data of the auxiliary extension: a copy with only the XCENIX and YCENIX columns changed.
+    aux_data: np.ndarray
+    #: Corrected ``XCEN``/``YCEN`` of the primary header (only the keys it has).
+    primary: dict
+    #: HISTORY lines saying what moved and how.
+    history: tuple
+
+
+def _sky_mover(header, lon: int, lat: int, transform: Transform):
+    """``move(x, y)``: corrected world coordinates (arcsec) of the pixels the header puts at ``(x, y)``."""
+    before = WCS(_celestial_2d(header, lon, lat))
+    after = WCS(_celestial_2d(correct_header(header, transform, lon_axis=lon, lat_axis=lat), lon, lat))
+
+    def move(x, y):
+        pixels = before.wcs_world2pix(np.asarray(x, float) / 3600, np.asarray(y, float) / 3600, 1)
+        new_x, new_y = after.wcs_pix2world(*pixels, 1)
+        return new_x * 3600, new_y * 3600
+
+    return move
+
+
+def _reference_wcs_hdu(hdul, aux_index: int):
+    """The HDU whose WCS the pointing refers to: the SJI cube, or the first raster window."""
+    candidates = [hdul[0]] if _is_sji(hdul[0].header) else list(hdul[1:aux_index])
+    return next((h for h in candidates if h.is_image and celestial_axes(h.header) is not None), None)
+
+
+def corrected_iris_pointing(hdul, transform: Transform, *, name: str = "the file") -> PointingUpdate | None:
+    """Move the pointing an IRIS L2 file keeps outside its WCS by the correction applied to its WCS.
+
+    IRIS level-2 files give the pointing again in the primary header (``XCEN``, ``YCEN``) and per exposure
+    in the auxiliary extension (columns ``XCENIX``, ``YCENIX``, arcsec). Each value is a point of the sky;
+    after the correction it becomes the corrected world coordinate of the pixel the uncorrected WCS put it
+    on (`~coalign.io.maps.correct_header`: ``CRVAL += (dx, dy)``, ``CDELT *= (sx, sy)`` about ``CRPIX``):
+
+    * **SJI**: ``XCEN``/``YCEN`` is located on the cube's WCS (pixel ``p``) and moves by ``delta``, the
+      corrected minus the original coordinate of ``p``; every frame's ``XCENIX``/``YCENIX`` moves by the
+      same ``delta``. A frame is the cube's pixel grid with its own pointing, which refers to the same
+      pixel ``p``; one ``delta`` for all keeps the offsets ``XCENIX - XCEN`` that `read_iris_sji` adds to
+      ``CRVAL``, so a re-read frame has exactly the corrected WCS. IRIS L2 SJI files have
+      ``XCEN, YCEN = CRVAL1, CRVAL2``: ``p`` is ``CRPIX`` and ``delta = (dx, dy)`` whatever the scale.
+      Were ``XCEN`` on another pixel (e.g. the geometric centre, with ``CRPIX`` elsewhere), ``delta``
+      would also hold the scale about ``CRPIX``, ``(S - 1) CDELT PC (p - CRPIX)`` through the projection,
+      computed with the cube's roll; the frames' own rolls (``PC*IX``, within ~1e-3 of it) would change
+      that term by less than ``|S - 1| 1e-3 CDELT |p - CRPIX|``. Without ``XCEN``/``YCEN``, ``p`` is
+      ``CRPIX``.
+    * **Raster**: the steps share the window WCS, and each step's ``XCENIX``/``YCENIX`` (the slit
+      centre at that step) moves as its own pixel of the first window, so a scale correction moves the
+      steps apart (by ``(sx - 1) * CDELT3`` per step); ``XCEN``/``YCEN`` likewise.
+
+    Rows of missing exposures (non-finite pointing, or zero for both) are left as they are.
+
+    Parameters
+    ----------
+    hdul : `~astropy.io.fits.HDUList`
+        An open file. Not modified.
+    transform : Transform
+        The correction applied to the file's WCS.
+    name : str
+        File name used in messages.
+
+    Returns
+    -------
+    PointingUpdate or None
+        None when the file is not an IRIS L2 file with ``XCENIX``/``YCENIX`` auxiliary columns.
+
+    Raises
+    ------
+    WCSError
+        The auxiliary extension is not floating point or is scaled (``BSCALE``/``BZERO``), so its pointing
+        columns cannot be rewritten without touching the other columns.
+    """
+    primary = hdul[0].header
+    aux_index = _aux_index(hdul) if _is_iris(primary) else None
+    if aux_index is None or not {"XCENIX", "YCENIX"} <= set(hdul[aux_index].header):
+        return None
+    reference = _reference_wcs_hdu(hdul, aux_index)
+    if reference is None:
+        return None
+    aux = hdul[aux_index]
+    scaled = float(aux.header.get("BSCALE", 1.0)) != 1.0 or float(aux.header.get("BZERO", 0.0)) != 0.0
+    if aux.data.dtype.kind != "f" or scaled:
+        raise WCSError(
+            f"the auxiliary extension of {name} holds {aux.data.dtype.name} values"
+            f"{' scaled by BSCALE/BZERO' if scaled else ''}, so its XCENIX/YCENIX pointing cannot be moved "
+            "without changing the other columns; rewrite it as unscaled floating point first"
+        )
+    lon, lat = celestial_axes(reference.header)
+    move = _sky_mover(reference.header, lon, lat, transform)
+    keys = ("XCEN", "YCEN") if "XCEN" in primary and "YCEN" in primary else ()
+    if keys:
+        old_centre = np.array([float(primary[key]) for key in keys])
+    else:  # no XCEN/YCEN: the frames' pointing refers to CRPIX, whose coordinate is CRVAL
+        header = reference.header
+        old_centre = np.array(
+            [_to_arcsec(header[f"CRVAL{a}"], header.get(f"CUNIT{a}", "arcsec")) for a in (lon, lat)]
+        )
+    new_centre = np.array([float(v) for v in move(*old_centre)])
+    data = np.array(aux.data, copy=True)
+    ix, iy = int(aux.header["XCENIX"]), int(aux.header["YCENIX"])
+    x, y = data[:, ix].astype(float), data[:, iy].astype(float)
+    present = np.isfinite(x) & np.isfinite(y) & ((x != 0) | (y != 0))
+    if _is_sji(primary):
+        delta = new_centre - old_centre
+        moved = (x[present] + delta[0], y[present] + delta[1])
+        how = f"by ({delta[0]:+.6f}, {delta[1]:+.6f}) arcsec"
+    else:
+        moved = move(x[present], y[present])
+        how = f"as their pixels of HDU {hdul.index_of(reference)}"
+    data[present, ix], data[present, iy] = moved
+    which = "XCEN/YCEN and " if keys else ""
+    history = (
+        "coalign: IRIS pointing moved with the WCS correction",
+        f"dx={transform.dx:+.4f} dy={transform.dy:+.4f} arcsec sx={transform.sx:.6f} sy={transform.sy:.6f}:",
+        f"{which}XCENIX/YCENIX (HDU {aux_index}, {int(present.sum())} rows) {how}",
+    )
+    new = {key: float(value) for key, value in zip(keys, new_centre, strict=False)}
+    return PointingUpdate(aux_index, data, new, history)

@@ -2,6 +2,7 @@
 
 import re
 import warnings
+from itertools import pairwise
 from pathlib import Path
 
 import astropy.units as u
@@ -11,8 +12,21 @@ from astropy.io import fits
 from astropy.time import Time
 
 from coalign.exceptions import CoalignWarning, EmptySequenceError, TimeCoverageError, WCSError
+from coalign.params import SyntheticParams
 
-__all__ = ["column_times_of", "find_reference_files", "read_map", "read_raster", "read_sequence"]
+__all__ = [
+    "DEFAULT_MAX_TIME_GAP_S",
+    "check_sequence_coverage",
+    "column_times_of",
+    "find_reference_files",
+    "read_map",
+    "read_raster",
+    "read_sequence",
+    "reference_times",
+]
+
+#: Largest allowed gap between a raster column and its nearest reference frame, as in `SyntheticParams`.
+DEFAULT_MAX_TIME_GAP_S = SyntheticParams().max_time_gap_s
 
 
 def read_map(path):
@@ -61,6 +75,16 @@ def _matches_channel(path: Path, header, channel: str) -> bool:
     )
 
 
+def _image_header(path: Path):
+    """Header of the first HDU that holds an image (the primary header if none does); one open per file."""
+    with fits.open(path) as hdul:
+        return next((h.header for h in hdul if h.header.get("NAXIS", 0)), hdul[0].header)
+
+
+def _date_obs(header) -> str | None:
+    return header.get("DATE-OBS", header.get("DATE_OBS"))
+
+
 def find_reference_files(
     folder,
     *,
@@ -97,11 +121,10 @@ def find_reference_files(
     for path in sorted(folder.glob(pattern)):
         if any(token in path.name for token in exclude):
             continue
-        with fits.open(path) as hdul:  # one open per file: the first HDU that holds an image
-            header = next((h.header for h in hdul if h.header.get("NAXIS", 0)), hdul[0].header)
+        header = _image_header(path)
         if channel is not None and not _matches_channel(path, header, channel):
             continue
-        date = header.get("DATE-OBS", header.get("DATE_OBS"))
+        date = _date_obs(header)
         if date is None:
             warnings.warn(f"{path.name} has no DATE-OBS; skipped", CoalignWarning, stacklevel=2)
             continue
@@ -121,6 +144,160 @@ def read_sequence(paths) -> list:
             "token and the exclude tokens"
         )
     return sorted((read_map(p) for p in paths), key=lambda m: m.date)
+
+
+def reference_times(paths) -> list[tuple[Path, Time]]:
+    """Observation time (``DATE-OBS``) of each reference file, sorted by time; the data are not read.
+
+    Parameters
+    ----------
+    paths : iterable of path-like
+        Reference files.
+
+    Returns
+    -------
+    list of (Path, `~astropy.time.Time`)
+        ``(path, time)`` pairs in time order, as `check_sequence_coverage` takes them.
+
+    Raises
+    ------
+    TimeCoverageError
+        A file has no ``DATE-OBS`` (nor ``DATE_OBS``).
+    """
+    pairs = []
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise FileNotFoundError(f"no such reference file: {path}; check the path")
+        date = _date_obs(_image_header(path))
+        if date is None:
+            raise TimeCoverageError(
+                f"reference file {path.name} has no DATE-OBS, so it cannot be placed in time; add the "
+                "keyword or leave the file out of the sequence"
+            )
+        pairs.append((path, Time(date)))
+    return sorted(pairs, key=lambda pair: pair[1])
+
+
+def _seconds(later: Time, earlier: Time) -> float:
+    return float((later - earlier).to_value(u.s))
+
+
+def _uncovered(times: Time, frames: list, max_gap_s: float) -> list[str]:
+    """Sentences naming the uncovered end(s) of ``times`` (and the widest inner gap), with their sizes."""
+    (first_name, first_time), (last_name, last_time) = frames[0], frames[-1]
+    start, end = times.min(), times.max()
+    problems = []
+    early, late = _seconds(first_time, start), _seconds(end, last_time)
+    if early > max_gap_s:
+        if end < first_time:
+            what = f"the whole raster is before the reference files: it begins {early:.0f} s and ends "
+            what += f"{_seconds(first_time, end):.0f} s"
+        else:
+            what = f"its start is not covered: it begins {early:.0f} s"
+        problems.append(f"{what} before the first reference file ({first_name})")
+    if late > max_gap_s:
+        if start > last_time:
+            begins = _seconds(start, last_time)
+            what = f"the whole raster is after the reference files: it begins {begins:.0f} s and ends "
+            what += f"{late:.0f} s"
+        else:
+            what = f"its end is not covered: it ends {late:.0f} s"
+        problems.append(f"{what} after the last reference file ({last_name})")
+    margin = max_gap_s * u.s
+    inner = [
+        (_seconds(b_time, a_time), a_name, a_time, b_name, b_time)
+        for (a_name, a_time), (b_name, b_time) in pairwise(frames)
+        if np.any((times > a_time + margin) & (times < b_time - margin))
+    ]
+    if inner:
+        width, a_name, a_time, b_name, b_time = max(inner, key=lambda gap: gap[0])
+        problems.append(
+            f"it is not covered between {a_name} ({a_time.utc.isot}) and {b_name} ({b_time.utc.isot}), "
+            f"{width:.0f} s apart"
+        )
+    return problems
+
+
+def check_sequence_coverage(
+    column_times,
+    frames,
+    *,
+    max_time_gap_s: float | u.Quantity = DEFAULT_MAX_TIME_GAP_S,
+    target="the target",
+    window: tuple[Time, Time] | None = None,
+) -> None:
+    """Check, file by file, that a reference sequence covers a raster's acquisition times.
+
+    Every column must lie within ``max_time_gap_s`` of some reference frame, the rule the synthetic
+    raster applies (`coalign.stages.synthetic.select_frames`); checking it on the file times before any
+    map is read or aligned turns a late error about a column index into one about files.
+
+    Parameters
+    ----------
+    column_times : `~astropy.time.Time`
+        Acquisition time of each target column (any order).
+    frames : iterable of (path-like or str, `~astropy.time.Time`)
+        ``(file, observation time)`` of each reference frame, e.g. from `reference_times`.
+    max_time_gap_s : float or Quantity
+        Largest allowed gap (seconds, or a time Quantity); default that of `SyntheticParams`.
+    target : path-like or str
+        The target file, named in the message.
+    window : (Time, Time), optional
+        Time window the reference files were selected in (e.g. the target's span widened by a margin);
+        named in the message, with the advice to widen it.
+
+    Raises
+    ------
+    EmptySequenceError
+        ``frames`` is empty.
+    TimeCoverageError
+        Some column is farther than ``max_time_gap_s`` from every frame. The message names the target
+        and its time span, the span of the reference files with the first and last names, which end is
+        uncovered (or which pair of files leaves a gap) and by how many seconds, and the fix.
+
+    Examples
+    --------
+    >>> times = Time("2014-03-29T14:00") + [0, 600, 1200] * u.s
+    >>> check_sequence_coverage(times, [("a.fits", Time("2014-03-29T14:05"))])
+    >>> check_sequence_coverage(times, [("a.fits", Time("2014-03-29T13:00"))])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    coalign.exceptions.TimeCoverageError: reference files do not cover the raster of the target: ...
+    """
+    gap = max_time_gap_s.to_value(u.s) if isinstance(max_time_gap_s, u.Quantity) else float(max_time_gap_s)
+    if not gap > 0:
+        raise ValueError(f"max_time_gap_s must be > 0, got {max_time_gap_s!r}; use e.g. 30 * u.min")
+    times = Time(column_times).reshape(-1)
+    if times.size == 0:
+        raise TimeCoverageError("column_times is empty; pass one acquisition time per target column")
+    frames = sorted(((Path(name).name, Time(time)) for name, time in frames), key=lambda pair: pair[1])
+    if not frames:
+        raise EmptySequenceError(
+            "no reference files were given; pass files whose times cover the target's columns"
+        )
+    frame_s = np.array([_seconds(time, times.min()) for _, time in frames])
+    column_s = (times - times.min()).to_value(u.s)
+    nearest = np.abs(column_s[:, None] - frame_s[None, :]).min(axis=1)
+    bad = nearest > gap
+    if not bad.any():
+        return
+    (first_name, first_time), (last_name, last_time) = frames[0], frames[-1]
+    files = f"the {len(frames)} reference files span" if len(frames) > 1 else "the one reference file is at"
+    span = f"{first_time.utc.isot} ({first_name})"
+    if len(frames) > 1:
+        span += f" to {last_time.utc.isot} ({last_name})"
+    problems = _uncovered(times, frames, gap)
+    need = times[bad]
+    widen = ""
+    if window is not None:
+        low, high = (Time(t).utc.isot for t in window)
+        widen = f", widen the time window the files were selected in (now {low} to {high})"
+    raise TimeCoverageError(
+        f"reference files do not cover the raster of {Path(str(target)).name}: its columns were taken from "
+        f"{times.min().utc.isot} to {times.max().utc.isot}, {files} {span}, and max_time_gap_s={gap:.0f} s; "
+        f"{'; '.join(problems)}. Add reference files covering "
+        f"{need.min().utc.isot} to {need.max().utc.isot}{widen}, or raise max_time_gap_s"
+    )
 
 
 def column_times_of(source, n_columns: int | None = None) -> Time:

@@ -419,13 +419,55 @@ def test_sji_with_an_aux_table_not_resampled_with_the_cube(tmp_path):
 # --- write_corrected ------------------------------------------------------------------------------------
 
 
+def _sji_as_written(path, bad_pointing: bool):
+    """Frames of an SJI file with the WCS as written (no plate-scale repair: a scale correction changes
+    ``FOVX / CDELT1``, from which the repair infers the native size)."""
+    with pytest.warns(CoalignWarning, match=PLATE_SCALE):
+        if not bad_pointing:
+            return read_iris_sji(path)
+        with pytest.warns(CoalignWarning, match=BAD_POINTING):
+            return read_iris_sji(path)
+
+
+def _pointing_columns(hdul) -> list[int]:
+    aux = hdul[-2].header
+    return [aux["XCENIX"], aux["YCENIX"]]
+
+
+def _assert_only_the_pointing_columns_changed(src, dst):
+    """Data bytes of every HDU identical, except the XCENIX/YCENIX columns of the auxiliary extension."""
+    assert [type(h) for h in src] == [type(h) for h in dst]
+    aux = len(src) - 2
+    for index, (a, b) in enumerate(zip(src, dst, strict=True)):
+        if index != aux:
+            assert (a.data is None and b.data is None) or a.data.tobytes() == b.data.tobytes()
+    a, b = src[aux].data, dst[aux].data
+    assert (a.dtype, a.shape) == (b.dtype, b.shape)
+    others = np.delete(np.arange(a.shape[1]), _pointing_columns(src))
+    assert a[:, others].tobytes() == b[:, others].tobytes()
+
+
+def _without(header, *keys) -> fits.Header:
+    out = header.copy()
+    for key in keys:
+        out.remove(key, ignore_missing=True, remove_all=True)
+    return out
+
+
+def _pointing(hdul) -> np.ndarray:
+    """``(rows, 2)`` XCENIX, YCENIX of the auxiliary extension (arcsec)."""
+    return hdul[-2].data[:, _pointing_columns(hdul)].astype(float)
+
+
+def _centre(hdul) -> np.ndarray:
+    return np.array([hdul[0].header["XCEN"], hdul[0].header["YCEN"]], float)
+
+
 def test_write_corrected_round_trip_on_the_raster(tmp_path):
     truth = Transform(4.2, -3.1, 1.01, 0.99)
     out = write_corrected(RASTER, truth, tmp_path / "corrected.fits", references=[SJI.name])
     with fits.open(RASTER) as src, fits.open(out) as dst:
-        assert [type(h) for h in src] == [type(h) for h in dst]
-        for a, b in zip(src, dst, strict=True):
-            assert (a.data is None and b.data is None) or a.data.tobytes() == b.data.tobytes()
+        _assert_only_the_pointing_columns_changed(src, dst)
         for a, b in zip(src[1:-2], dst[1:-2], strict=True):
             assert b.header["CRVAL3"] == pytest.approx(a.header["CRVAL3"] + 4.2, abs=1e-9)
             assert b.header["CRVAL2"] == pytest.approx(a.header["CRVAL2"] - 3.1, abs=1e-9)
@@ -434,7 +476,10 @@ def test_write_corrected_round_trip_on_the_raster(tmp_path):
             for key in ("CRVAL1", "CDELT1", "CRPIX1", "CRPIX2", "CRPIX3", "PC2_3", "PC3_2", "PC2_2", "PC3_3"):
                 assert b.header[key] == a.header[key]
             assert b.header["PRSTEP1"] == "SPATIAL-COORDINATE-CORRECTION"
-        assert src[0].header == dst[0].header and src[-2].header == dst[-2].header
+        assert _without(src[0].header, "XCEN", "YCEN", "HISTORY") == _without(
+            dst[0].header, "XCEN", "YCEN", "HISTORY"
+        )
+        assert _without(src[-2].header, "HISTORY") == _without(dst[-2].header, "HISTORY")
     y, x = np.mgrid[0:109:11, 0:8:2]
     for window in WINDOWS:
         with pytest.warns(CoalignWarning, match=PLATE_SCALE):
@@ -455,6 +500,125 @@ def test_write_corrected_sji_keeps_the_correction_on_every_frame(tmp_path):
         assert b.meta["crval1"] == pytest.approx(a.meta["crval1"] + 5.0, abs=1e-9)
         assert b.meta["crval2"] == pytest.approx(a.meta["crval2"] - 2.0, abs=1e-9)
         assert b.date == a.date
+
+
+@pytest.mark.parametrize("path", [SJI, SJI_SNS], ids=["2014", "2021-sit-and-stare"])
+@pytest.mark.parametrize(
+    "truth", [Transform(5.0, -2.0), Transform(-7.5, 3.25, 1.02, 0.985)], ids=["shift", "shift-and-scale"]
+)
+def test_write_corrected_moves_the_sji_frame_pointing_with_the_wcs(tmp_path, path, truth):
+    out = write_corrected(path, truth, tmp_path / "sji.fits")
+    with fits.open(path) as src, fits.open(out) as dst:
+        _assert_only_the_pointing_columns_changed(src, dst)
+        moved, centre = _pointing(dst) - _pointing(src), _centre(dst) - _centre(src)
+        assert (
+            src[0].header["XCEN"] == src[0].header["CRVAL1"]
+            and src[0].header["YCEN"] == src[0].header["CRVAL2"]
+        )
+        history = "\n".join(dst[-2].header["HISTORY"])
+        assert "XCEN/YCEN and XCENIX/YCENIX" in history and f"dx={truth.dx:+.4f}" in history
+        assert "XCENIX/YCENIX" in "\n".join(dst[0].header["HISTORY"])
+    # XCEN, YCEN = CRVAL1, CRVAL2 sit on CRPIX, which the correction moves by exactly (dx, dy) whatever the
+    # scale; every frame's XCENIX, YCENIX moves with them.
+    np.testing.assert_allclose(centre, [truth.dx, truth.dy], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(moved, np.tile([truth.dx, truth.dy], (len(moved), 1)), rtol=0, atol=1e-9)
+    # Re-read, every frame has the input frame's WCS corrected by the transform, and the same data.
+    before, after = (_sji_as_written(p, bad_pointing=path == SJI) for p in (path, out))
+    ny, nx = before[0].data.shape
+    y, x = np.mgrid[0:ny:6, 0:nx:6]
+    for a, b in zip(before, after, strict=True):
+        expected = apply_transform(a, truth)
+        np.testing.assert_allclose(
+            _arcsec_world(b.wcs, x, y), _arcsec_world(expected.wcs, x, y), rtol=0, atol=1e-6
+        )
+        np.testing.assert_array_equal(b.data, a.data)
+        assert b.date == a.date
+
+
+def test_sji_pointing_off_the_reference_pixel_moves_with_the_scale(tmp_path):
+    """Were XCEN/YCEN another pixel than CRPIX, they move as that pixel: shift plus scale about CRPIX."""
+    pixel = (30.0, 8.0)  # FITS (1-based) pixel, far from CRPIX = (18.45, 20.05)
+
+    def off_centre(hdul):
+        lon, lat = WCS(hdul[0].header, naxis=2).wcs_pix2world([pixel[0]], [pixel[1]], 1)
+        hdul[0].header["XCEN"], hdul[0].header["YCEN"] = lon[0] * 3600, lat[0] * 3600
+
+    source = _copy_with(tmp_path, SJI_SNS, off_centre)
+    truth = Transform(3.0, -4.0, 1.05, 0.95)
+    out = write_corrected(source, truth, tmp_path / "sji.fits")
+    with fits.open(source) as src, fits.open(out) as dst:
+        _assert_only_the_pointing_columns_changed(src, dst)
+        lon, lat = WCS(dst[0].header, naxis=2).wcs_pix2world([pixel[0]], [pixel[1]], 1)
+        np.testing.assert_allclose(_centre(dst), [lon[0] * 3600, lat[0] * 3600], rtol=0, atol=1e-6)
+        delta = _centre(dst) - _centre(src)
+        moved = _pointing(dst) - _pointing(src)
+    # (s - 1) * CDELT * (p - CRPIX): about +0.10" in x and -0.10" in y besides the shift.
+    assert abs(delta[0] - truth.dx) > 0.05 and abs(delta[1] - truth.dy) > 0.05
+    np.testing.assert_allclose(moved, np.tile(delta, (len(moved), 1)), rtol=0, atol=1e-9)
+    before, after = (_sji_as_written(p, bad_pointing=False) for p in (source, out))
+    y, x = np.mgrid[0:40:6, 0:37:6]
+    for a, b in zip(before, after, strict=True):
+        expected = apply_transform(a, truth)
+        np.testing.assert_allclose(
+            _arcsec_world(b.wcs, x, y), _arcsec_world(expected.wcs, x, y), rtol=0, atol=1e-6
+        )
+
+
+def test_sji_rows_without_pointing_are_left_alone(tmp_path):
+    def drop_row(hdul):
+        hdul[-2].data[3, _pointing_columns(hdul)] = 0.0  # a missing exposure: no pointing
+
+    source = _copy_with(tmp_path, SJI_SNS, drop_row)
+    out = write_corrected(source, Transform(5.0, -2.0), tmp_path / "sji.fits")
+    with fits.open(source) as src, fits.open(out) as dst:
+        _assert_only_the_pointing_columns_changed(src, dst)
+        moved = _pointing(dst) - _pointing(src)
+        assert np.all(_pointing(dst)[3] == 0.0)
+        assert "(HDU 1, 9 rows)" in "\n".join(dst[-2].header["HISTORY"])
+    np.testing.assert_allclose(np.delete(moved, 3, axis=0), np.tile([5.0, -2.0], (9, 1)), rtol=0, atol=1e-9)
+
+
+def test_write_corrected_moves_each_raster_step_pointing_as_its_pixel(tmp_path):
+    truth = Transform(4.2, -3.1, 1.01, 0.99)
+    out = write_corrected(RASTER, truth, tmp_path / "corrected.fits")
+    with fits.open(RASTER) as src, fits.open(out) as dst:
+        _assert_only_the_pointing_columns_changed(src, dst)
+        before, after = (WCS(h[1].header).sub(["longitude", "latitude"]) for h in (src, dst))
+        old, new = _pointing(src), _pointing(dst)
+        centre = _centre(dst) - _centre(src)
+        cdelt3 = src[1].header["CDELT3"]
+        assert src[0].header["XCEN"] == src[1].header["CRVAL3"]
+        assert "as their pixels of HDU 1" in "\n".join(dst[0].header["HISTORY"])
+    steps, rows = before.world_to_pixel_values(old[:, 0] / 3600, old[:, 1] / 3600)
+    np.testing.assert_allclose(steps, np.arange(8), atol=0.05)  # each row is one slit position
+    expected = np.array(after.pixel_to_world_values(steps, rows)).T * 3600
+    np.testing.assert_allclose(new, expected, rtol=0, atol=1e-6)
+    # The x scale spreads the slit positions about CRPIX3 = 4: 1 % of a 2" step per step.
+    moved = new[:, 0] - old[:, 0]
+    np.testing.assert_allclose(np.diff(moved), 0.01 * cdelt3 * np.diff(steps), rtol=1e-3)
+    assert moved[3] == pytest.approx(truth.dx, abs=2e-4)  # step 4 is CRPIX3 (to the pointing jitter)
+    np.testing.assert_allclose(centre, [truth.dx, truth.dy], rtol=0, atol=1e-9)  # XCEN is CRVAL3
+
+
+def test_an_integer_auxiliary_extension_is_refused_before_writing(tmp_path):
+    def to_integers(hdul):
+        hdul[-2].data = np.round(hdul[-2].data).astype(np.int32)
+
+    source = _copy_with(tmp_path, SJI_SNS, to_integers)
+    with pytest.raises(WCSError, match=r"holds int32 values.*rewrite it as unscaled floating point"):
+        write_corrected(source, Transform(5.0, -2.0), tmp_path / "sji.fits")
+    assert not (tmp_path / "sji.fits").exists()
+
+
+def test_files_that_are_not_iris_keep_their_auxiliary_extension(tmp_path):
+    def other_telescope(hdul):
+        hdul[0].header["TELESCOP"] = "OTHER"
+
+    source = _copy_with(tmp_path, SJI_SNS, other_telescope)
+    out = write_corrected(source, Transform(5.0, -2.0), tmp_path / "sji.fits")
+    with fits.open(source) as src, fits.open(out) as dst:
+        assert src[-2].data.tobytes() == dst[-2].data.tobytes()
+        assert src[0].header["XCEN"] == dst[0].header["XCEN"]
 
 
 # --- through the pipeline -------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from astropy.time import Time
 
 from coalign import EmptySequenceError, TimeCoverageError, WCSError, column_times_of, read_map, read_sequence
 from coalign.data import SAMPLE_RASTER, SAMPLE_REFERENCE_DIR, sample_reference_files
-from coalign.io.readers import find_reference_files, read_raster
+from coalign.io.readers import check_sequence_coverage, find_reference_files, read_raster, reference_times
 
 
 def test_sample_raster_has_one_time_per_column():
@@ -59,3 +59,110 @@ def test_file_without_celestial_wcs_raises(tmp_path):
 def test_raster_without_column_times_raises():
     with pytest.raises(TimeCoverageError, match="no COLUMN_TIMES extension"):
         column_times_of(sample_reference_files()[0], 110)
+
+
+# --- file-level time coverage of a reference sequence --------------------------------------------------
+
+
+def test_reference_times_are_the_file_dates_in_time_order():
+    files = sample_reference_files()
+    pairs = reference_times(reversed(files))
+    assert [path for path, _ in pairs] == files
+    assert [time for _, time in pairs] == [Time(fits.getheader(p)["DATE-OBS"]) for p in files]
+
+
+def test_reference_file_without_date_raises_naming_it(tmp_path):
+    undated = tmp_path / "undated.fits"
+    fits.PrimaryHDU(np.ones((4, 4))).writeto(undated)
+    with pytest.raises(TimeCoverageError, match=r"undated\.fits has no DATE-OBS.*add the keyword"):
+        reference_times([undated])
+
+
+@pytest.mark.parametrize(
+    "subset",
+    [slice(None), [*range(10), *range(14, 26)]],  # all frames; a 42-minute hole, within 30 min of a frame
+    ids=["whole-sequence", "short-hole"],
+)
+def test_a_covering_sequence_passes(subset):
+    _, times = read_raster(SAMPLE_RASTER)
+    pairs = reference_times(sample_reference_files())
+    chosen = pairs[subset] if isinstance(subset, slice) else [pairs[i] for i in subset]
+    assert check_sequence_coverage(times, chosen, target=SAMPLE_RASTER) is None
+
+
+def _coverage_error(times, pairs, **kwargs) -> str:
+    with pytest.raises(TimeCoverageError) as error:
+        check_sequence_coverage(times, pairs, target=SAMPLE_RASTER, **kwargs)
+    message = str(error.value)
+    # Every message names the target and its span, the first and last files, and the fix.
+    assert message.startswith(f"reference files do not cover the raster of {SAMPLE_RASTER.name}: ")
+    assert f"taken from {times.min().isot} to {times.max().isot}" in message
+    assert f"({pairs[0][0].name})" in message and f"({pairs[-1][0].name})" in message
+    assert "Add reference files covering" in message and message.endswith("or raise max_time_gap_s")
+    return message
+
+
+def test_a_sequence_entirely_before_the_raster_raises():
+    _, times = read_raster(SAMPLE_RASTER)
+    pairs = reference_times(sample_reference_files())
+    later = times + 1 * u.day
+    message = _coverage_error(later, pairs)
+    assert (
+        f"the 26 reference files span {pairs[0][1].isot} ({pairs[0][0].name}) to {pairs[-1][1].isot}"
+        in message
+    )
+    begins, ends = ((t - pairs[-1][1]).to_value(u.s) for t in (later.min(), later.max()))
+    assert (
+        f"the whole raster is after the reference files: it begins {begins:.0f} s and ends {ends:.0f} s "
+        f"after the last reference file ({pairs[-1][0].name})" in message
+    )
+    assert f"covering {later.min().isot} to {later.max().isot}, or raise" in message  # the whole raster
+
+
+def test_a_sequence_ending_too_early_raises_naming_the_uncovered_end():
+    _, times = read_raster(SAMPLE_RASTER)
+    pairs = reference_times(sample_reference_files()[:10])  # up to 15:25:52; the raster ends at 17:07:31
+    message = _coverage_error(times, pairs)
+    late = (times.max() - pairs[-1][1]).to_value(u.s)
+    assert late == pytest.approx(6099, abs=1)
+    assert (
+        f"its end is not covered: it ends {late:.0f} s after the last reference file ({pairs[-1][0].name})"
+        in message
+    )
+    assert "start is not covered" not in message
+    # The columns farther than 1800 s from 15:25:52 start at 15:57:31 (columns are 150 s apart).
+    assert "covering 2014-03-29T15:57:31.180 to 2014-03-29T17:07:31.180" in message
+    # Raising the allowed gap (seconds or a Quantity) accepts the same files.
+    assert check_sequence_coverage(times, pairs, max_time_gap_s=6100) is None
+    assert check_sequence_coverage(times, pairs, max_time_gap_s=2 * u.hour) is None
+
+
+def test_a_sequence_starting_too_late_or_with_a_hole_raises():
+    _, times = read_raster(SAMPLE_RASTER)
+    pairs = reference_times(sample_reference_files())
+    message = _coverage_error(times, pairs[10:])
+    early = (pairs[10][1] - times.min()).to_value(u.s)
+    assert f"its start is not covered: it begins {early:.0f} s before the first reference file" in message
+    holed = pairs[:5] + pairs[20:]  # 14:43:25 to 17:15:43: the middle columns are > 30 min from any file
+    message = _coverage_error(times, holed)
+    assert f"not covered between {holed[4][0].name} ({holed[4][1].isot}) and {holed[5][0].name}" in message
+    assert "end is not covered" not in message and "start is not covered" not in message
+
+
+def test_coverage_error_names_the_selection_window():
+    _, times = read_raster(SAMPLE_RASTER)
+    pairs = reference_times(sample_reference_files()[:3])
+    window = (times.min() - 30 * u.min, times.max() + 30 * u.min)
+    message = _coverage_error(times, pairs, window=window)
+    assert (
+        f"widen the time window the files were selected in (now {window[0].isot} to {window[1].isot})"
+        in message
+    )
+
+
+def test_coverage_check_refuses_bad_arguments():
+    _, times = read_raster(SAMPLE_RASTER)
+    with pytest.raises(EmptySequenceError, match="no reference files were given"):
+        check_sequence_coverage(times, [])
+    with pytest.raises(ValueError, match="max_time_gap_s must be > 0"):
+        check_sequence_coverage(times, reference_times(sample_reference_files()), max_time_gap_s=0)
