@@ -36,14 +36,19 @@ def read_map(path):
         raise FileNotFoundError(f"no such file: {path}; check the path")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", fits.verify.VerifyWarning)
+            # Header nits astropy can live with (e.g. BLANK on float data) are not errors; truncation is.
+            warnings.simplefilter("ignore", fits.verify.VerifyWarning)
+            warnings.filterwarnings("error", message=".*truncated")
             hdul = fits.open(path)
         with hdul:
             hdul.verify("exception")
             image = next((h for h in hdul if h.is_image and h.header.get("NAXIS", 0) >= 2), None)
-            header = image.header.copy() if image is not None else None
+            data = header = None
             if image is not None:
-                image.data  # noqa: B018 -- force reading the data to detect truncation
+                # Read (and decompress) now, which detects truncation; the copy outlives the file, and
+                # the header is taken after the data so that applied BSCALE/BZERO are gone from it.
+                data = np.array(image.data)
+                header = image.header.copy()
     except (OSError, ValueError, TypeError, fits.verify.VerifyError, fits.verify.VerifyWarning) as error:
         raise OSError(
             f"cannot read {path} as FITS ({error}); the file may be truncated or corrupt"
@@ -52,14 +57,17 @@ def read_map(path):
         raise WCSError(f"{path} holds no 2-D image HDU")
     ctypes = [str(header.get(f"CTYPE{i}", "")).upper() for i in (1, 2)]
     if not (
-        ctypes[0].startswith(("HPLN", "RA--", "SOLX")) and ctypes[1].startswith(("HPLT", "DEC-", "SOLY"))
+        # SOLAR-X/Y: the old SOHO convention (EIT), which sunpy reads as helioprojective.
+        ctypes[0].startswith(("HPLN", "RA--", "SOLX", "SOLAR-X"))
+        and ctypes[1].startswith(("HPLT", "DEC-", "SOLY", "SOLAR-Y"))
     ):
         raise WCSError(
             f"{path} has no celestial WCS (CTYPE1/2 = {ctypes}); it needs CTYPE1/2 (e.g. "
             "HPLN-TAN/HPLT-TAN), CUNIT, CRVAL, CDELT and CRPIX"
         )
-    smap = sunpy.map.Map(path)
-    return smap[0] if isinstance(smap, list) else smap
+    smap = sunpy.map.Map(data, header)  # the file is read once
+    smap.meta["keycomments"] = {card.keyword: card.comment for card in header.cards if card.comment}
+    return smap
 
 
 def _matches_channel(path: Path, header, channel: str) -> bool:

@@ -1,5 +1,7 @@
 """Readers: sample raster times, reference discovery and filters, bad files."""
 
+from pathlib import Path
+
 import astropy.units as u
 import numpy as np
 import pytest
@@ -166,3 +168,18 @@ def test_coverage_check_refuses_bad_arguments():
         check_sequence_coverage(times, [])
     with pytest.raises(ValueError, match="max_time_gap_s must be > 0"):
         check_sequence_coverage(times, reference_times(sample_reference_files()), max_time_gap_s=0)
+
+
+@pytest.mark.parametrize("name", ["aia_171_level1.fits", "EIT/efz20040301.000010_s.fits"])
+def test_read_map_gives_the_map_sunpy_reads(name):
+    """One read of the file gives sunpy's own map: class, data, WCS, observer and key comments (the AIA
+    test file has a BLANK keyword on float data, the EIT one the old SOLAR-X/Y axes)."""
+    import sunpy.data.test
+
+    path = Path(sunpy.data.test.rootdir) / name
+    ours, theirs = read_map(path), sunpy.map.Map(path)
+    assert type(ours) is type(theirs)
+    np.testing.assert_array_equal(ours.data, theirs.data)
+    assert ours.wcs.wcs.compare(theirs.wcs.wcs)
+    assert ours.observer_coordinate.separation_3d(theirs.observer_coordinate).to_value("m") < 1e-3
+    assert ours.meta["keycomments"] == theirs.meta["keycomments"]
