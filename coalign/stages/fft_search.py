@@ -20,6 +20,7 @@ __all__ = [
     "ShiftPeak",
     "bin_rows",
     "fft_search",
+    "offset_window",
     "quadratic_peak",
     "row_binning_factor",
     "scaled_frames",
@@ -44,39 +45,69 @@ def frame_bands(plan: FramePlan | None, n_frames: int, nx: int, mx: int) -> list
 
 
 def scaled_frames(
-    frames, grid: TargetGrid, sx: float, sy: float, *, order: int = 1, bands=None
+    frames, grid: TargetGrid, sx: float, sy: float, *, order: int = 1, bands=None, origin=(0, 0), shape=None
 ) -> np.ndarray:
     """Frames resampled so that, under scale ``(sx, sy)``, a shift is a pure integer translation.
 
     ``out[k](u) = frames[k](c + L (u - c))`` with ``L = M^-1 diag(s) M`` and ``c`` the padded reference
     pixel; then target pixel ``p`` under ``Transform(d, s)`` sees ``out[k](p + pad + delta)`` with
-    ``d = diag(s) M delta``. With ``bands`` (from `frame_bands`), only those columns of each frame are
-    computed and the rest is NaN.
+    ``d = diag(s) M delta``. The output is the window of ``shape`` (default: the frames' shape) whose
+    pixel ``(0, 0)`` is padded pixel ``origin``; with ``bands`` (output columns ``[start, stop)`` per frame,
+    from `frame_bands`), only those columns of each frame are computed and the rest is NaN.
     """
     frames = np.asarray(frames, dtype=float)
+    y0, x0 = (int(v) for v in origin)
+    shape = tuple(shape) if shape is not None else (frames.shape[1] - y0, frames.shape[2] - x0)
     if sx == 1.0 and sy == 1.0:
-        return frames
+        return frames[:, y0 : y0 + shape[0], x0 : x0 + shape[1]]
     m = np.asarray(grid.matrix)
     linear_xy = np.linalg.inv(m) @ np.diag([sx, sy]) @ m
     swap = np.array([[0, 1], [1, 0]])
     linear_yx = swap @ linear_xy @ swap
     centre_yx = np.array(grid.crpix[::-1]) + np.asarray(grid.pad, dtype=float)
     offset = centre_yx - linear_yx @ centre_yx
-    bands = bands if bands is not None else [(0, frames.shape[2])] * len(frames)
-    out = np.full(frames.shape, np.nan)
+    bands = bands if bands is not None else [(0, shape[1])] * len(frames)
+    out = np.full((len(frames), *shape), np.nan)
     for k, (start, stop) in enumerate(bands):
         if stop <= start:
             continue
         out[k, :, start:stop] = ndimage.affine_transform(
             frames[k],
             linear_yx,
-            offset=offset + linear_yx @ [0.0, start],
-            output_shape=(frames.shape[1], stop - start),
+            offset=offset + linear_yx @ [y0, x0 + start],
+            output_shape=(shape[0], stop - start),
             order=order,
             cval=np.nan,
             prefilter=False,
         )
     return out
+
+
+def offset_window(grid: TargetGrid, target_shape, frame_shape, start: Transform, params: PhaseParams, scales):
+    """Rows ``[y0, y1)`` and columns ``[x0, x1)`` of the padded frames that the search window can reach.
+
+    The window holds every integer offset whose shift lies within ``params.shift_range_arcsec`` of
+    ``start`` at any scale in ``scales`` (both axes), plus two offsets of margin (for the peak fit and the
+    edge flag); the frames' padding may be much wider, since it covers ``start`` itself.
+    """
+    (ny, nx), (my, mx) = target_shape, frame_shape
+    rx, ry = params.shift_range_arcsec
+    m = np.asarray(grid.matrix)
+    corners = [
+        np.linalg.solve(np.diag([scale_x, scale_y]) @ m, [start.dx + ex, start.dy + ey])
+        for scale_x in scales
+        for scale_y in scales
+        for ex in (-rx, rx)
+        for ey in (-ry, ry)
+    ]
+    low = np.floor(np.min(corners, axis=0)) - 2
+    high = np.ceil(np.max(corners, axis=0)) + 2
+    pad_y, pad_x = grid.pad
+    x0, x1 = int(max(0, pad_x + low[0])), int(min(mx, pad_x + high[0] + nx))
+    y0, y1 = int(max(0, pad_y + low[1])), int(min(my, pad_y + high[1] + ny))
+    if x1 - x0 < nx or y1 - y0 < ny:  # the window leaves the frames: search what they hold
+        return 0, my, 0, mx
+    return y0, y1, x0, x1
 
 
 def quadratic_peak(surface, iy: int, ix: int) -> tuple[float, float]:
@@ -138,19 +169,20 @@ def secondary_peak_ratio(surface, iy: int, ix: int) -> float:
     return float(max(0.0, (np.max(surface[outside]) - floor) / (peak - floor)))
 
 
-def _best_shift(prepared: TargetSpectra, frames, grid, sx, sy, start, params, plan) -> ShiftPeak:
+def _best_shift(prepared: TargetSpectra, frames, grid, sx, sy, start, params, plan, window) -> ShiftPeak:
     """Best (sub-pixel) shift for one scale, from the masked NCC surface over the search window."""
-    bands = frame_bands(plan, len(frames), prepared.target_shape[1], frames.shape[2])
+    y0, y1, x0, x1 = window
+    bands = frame_bands(plan, len(frames), prepared.target_shape[1], x1 - x0)
     surface = ncc_surface_from_spectra(
         prepared,
-        scaled_frames(frames, grid, sx, sy, order=1, bands=bands),
+        scaled_frames(frames, grid, sx, sy, order=1, bands=bands, origin=(y0, x0), shape=(y1 - y0, x1 - x0)),
         min_overlap_fraction=params.min_overlap_fraction,
         min_overlap_pixels=params.min_overlap_pixels,
     )
     m_s = np.diag([sx, sy]) @ np.asarray(grid.matrix)
-    pad_y, pad_x = grid.pad
+    origin_y, origin_x = y0 - grid.pad[0], x0 - grid.pad[1]  # surface index -> offset from unshifted
     oy, ox = np.mgrid[0 : surface.shape[0], 0 : surface.shape[1]]
-    d = np.tensordot(m_s, np.stack([ox - pad_x, oy - pad_y]).astype(float), axes=1)
+    d = np.tensordot(m_s, np.stack([ox + origin_x, oy + origin_y]).astype(float), axes=1)
     rx, ry = params.shift_range_arcsec
     inside = (np.abs(d[0] - start.dx) <= rx) & (np.abs(d[1] - start.dy) <= ry)
     masked = np.where(inside, surface, np.nan)
@@ -158,7 +190,7 @@ def _best_shift(prepared: TargetSpectra, frames, grid, sx, sy, start, params, pl
         return ShiftPeak(Transform(start.dx, start.dy, sx, sy), float("nan"), False, 0.0)
     iy, ix = np.unravel_index(np.nanargmax(masked), masked.shape)
     peak_y, peak_x = quadratic_peak(np.where(inside, surface, -np.inf), iy, ix)
-    dx, dy = m_s @ [peak_x - pad_x, peak_y - pad_y]
+    dx, dy = m_s @ [peak_x + origin_x, peak_y + origin_y]
     edge = not (inside[max(iy - 1, 0) : iy + 2, max(ix - 1, 0) : ix + 2].all())
     ratio = secondary_peak_ratio(masked, iy, ix)
     return ShiftPeak(Transform(dx, dy, sx, sy), float(masked[iy, ix]), edge, ratio)
@@ -236,13 +268,12 @@ def fft_search(
     """
     frames = np.asarray(frames, dtype=float)
     frames = frames[None] if frames.ndim == 2 else frames
-    best_at = _shift_scorer(target, frames, grid, start, params, plan)
+    full_resolution = (target, frames, grid)
     n_eval = 0
     if params.fit_scale:
         factor = row_binning_factor(grid, target.shape[0]) if params.scale_grid_square_bins else 1
-        grid_best_at = best_at
-        if factor > 1:
-            grid_best_at = _shift_scorer(*bin_rows(target, frames, grid, factor), start, params, plan)
+        problem = bin_rows(target, frames, grid, factor) if factor > 1 else full_resolution
+        grid_best_at = _shift_scorer(*problem, start, params, plan)
         low, high = params.scale_range
         sxs = _scale_axis(low, high, params.scale_step, start.sx)
         x_peaks = list(map_fn(_call_best, [(grid_best_at, sx, start.sy) for sx in sxs]))
@@ -252,10 +283,13 @@ def fft_search(
         peaks = x_peaks + y_peaks
         n_eval += len(sxs) + len(sys_)
         scale_start = (_vertex(sxs, [p.score for p in x_peaks]), _vertex(sys_, [p.score for p in y_peaks]))
+        del grid_best_at, problem
         if factor > 1:  # the shift at full resolution, at the grid's best scale
+            best_at = _shift_scorer(*full_resolution, start, params, plan)
             peaks = [best_at(sx=scale_start[0], sy=scale_start[1])]
             n_eval += 1
     else:
+        best_at = _shift_scorer(*full_resolution, start, params, plan)
         peaks = [best_at(sx=start.sx, sy=start.sy)]
         n_eval += 1
         scale_start = (start.sx, start.sy)
@@ -287,9 +321,14 @@ def fft_search(
 
 
 def _shift_scorer(target, frames, grid, start, params, plan):
-    """``best_at(sx, sy)``: the best shift at one scale, with the target's spectra computed once."""
-    prepared = target_spectra(target, frames.shape[1:], plan=plan)
-    return partial(_best_shift, prepared, frames, grid, start=start, params=params, plan=plan)
+    """``best_at(sx, sy)``: the best shift at one scale, over the frames' window that the search can
+    reach (`offset_window`), with the target's spectra computed once."""
+    low, high = params.scale_range if params.fit_scale else (1.0, 1.0)
+    scales = (min(low, start.sx, start.sy), max(high, start.sx, start.sy))
+    window = offset_window(grid, target.shape, frames.shape[1:], start, params, scales)
+    y0, y1, x0, x1 = window
+    prepared = target_spectra(target, (y1 - y0, x1 - x0), plan=plan)
+    return partial(_best_shift, prepared, frames, grid, start=start, params=params, plan=plan, window=window)
 
 
 def _within(transform: Transform, start: Transform, params: PhaseParams) -> bool:
