@@ -40,13 +40,13 @@ from coalign.params import (
 from coalign.results import AlignmentResult, PhaseResult
 from coalign.stages.binning import auto_kernel_arcsec, bin_to_kernel, clip_percentiles
 from coalign.stages.correlate import correlate
-from coalign.stages.fft_search import fft_search, frame_bands
+from coalign.stages.fft_search import fft_search, frame_bands, offset_window
 from coalign.stages.refine import uncertainty
 from coalign.stages.reproject import pad_for_search, reproject_image
 from coalign.stages.sampling import FramePlan, prepare_frames
 from coalign.stages.search import grid_search, population_search
 from coalign.stages.synthetic import select_frames
-from coalign.transform import Transform, grid_from_wcs
+from coalign.transform import TargetGrid, Transform, grid_from_wcs
 
 __all__ = [
     "ImageWithWCS",
@@ -212,6 +212,7 @@ def run_phase(
     plan = FramePlan(*plan_columns) if plan_columns is not None else None
     padded_width = target_data.shape[1] + 2 * pad[1]
     bands = frame_bands(plan, len(references), target_data.shape[1], padded_width)
+    rows, columns = reachable_region(grid, target_data.shape, start, params, scale_range)
     frames = []
     for k, ref in enumerate(references):
         ref_data, ref_wcs = _checked_image(ref, "reference")
@@ -227,7 +228,8 @@ def run_phase(
                 target_wcs,
                 target_data.shape,
                 pad=pad,
-                columns=bands[k],
+                columns=(max(bands[k][0], columns[0]), min(bands[k][1], columns[1])),
+                rows=rows,
                 rotate_to=rotate_to,
             )
         )
@@ -291,6 +293,27 @@ def run_phase(
         message=result.message,
         sigma=result.sigma,
         flags=result.flags,
+    )
+
+
+#: Pixels resampled beyond the offsets a search can reach (interpolation support of the refinement).
+REACH_MARGIN = 4
+
+
+def reachable_region(grid: TargetGrid, target_shape, start: Transform, params: PhaseParams, scale_range):
+    """Rows and columns ``((y0, y1), (x0, x1))`` of the padded grid that a search around ``start`` can see.
+
+    The padding covers ``start`` plus the search range; only the part within the search range of
+    ``start`` (`~coalign.stages.fft_search.offset_window`, at any scale it may try) and `REACH_MARGIN`
+    pixels around it needs the reference resampled.
+    """
+    ny, nx = target_shape
+    padded = (ny + 2 * grid.pad[0], nx + 2 * grid.pad[1])
+    scales = scale_range if params.fit_scale else (min(start.sx, start.sy), max(start.sx, start.sy))
+    y0, y1, x0, x1 = offset_window(grid, target_shape, padded, start, params, scales)
+    return (
+        (max(0, y0 - REACH_MARGIN), min(padded[0], y1 + REACH_MARGIN)),
+        (max(0, x0 - REACH_MARGIN), min(padded[1], x1 + REACH_MARGIN)),
     )
 
 

@@ -94,6 +94,7 @@ def reproject_image(
     method="interp",
     rotate_to: Time | None = None,
     columns: tuple[int, int] | None = None,
+    rows: tuple[int, int] | None = None,
 ):
     """Resample a reference image onto the (padded) target grid with the ``reproject`` package.
 
@@ -127,6 +128,8 @@ def reproject_image(
     columns : (int, int), optional
         Resample only padded-grid columns ``start:stop`` (the rest is NaN): a frame of a synthetic raster
         serves only the columns observed near its time.
+    rows : (int, int), optional
+        Resample only padded-grid rows ``start:stop`` (the rest is NaN), e.g. those a search can reach.
 
     Returns
     -------
@@ -148,10 +151,11 @@ def reproject_image(
     if frame_time is not None and observation_time(out_wcs) is not None:
         out_wcs = wcs_at_time(out_wcs, frame_time)
     start, stop = columns if columns is not None else (0, out_shape[1])
+    first_row, end_row = rows if rows is not None else (0, out_shape[0])
     band_wcs = out_wcs.deepcopy()
-    band_wcs.wcs.crpix = out_wcs.wcs.crpix - np.array([start, 0.0])
+    band_wcs.wcs.crpix = out_wcs.wcs.crpix - np.array([start, first_row], dtype=float)
     band_wcs.wcs.set()
-    band_shape = (out_shape[0], stop - start)
+    band_shape = (end_row - first_row, stop - start)
     with propagate_with_solar_surface() if rotate_to is not None else nullcontext():
         if method == "interp":
             band, footprint = reproject_interp(
@@ -163,7 +167,7 @@ def reproject_image(
             )
     band[footprint <= 0] = np.nan
     resampled = np.full(out_shape, np.nan)
-    resampled[:, start:stop] = band
+    resampled[first_row:end_row, start:stop] = band
     if not np.isfinite(resampled).any():
         raise NoOverlapError(
             "the reference does not overlap the target grid: reference covers "
