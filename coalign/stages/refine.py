@@ -26,6 +26,10 @@ __all__ = ["Refinement", "correlation_inflation", "refine", "uncertainty"]
 #: Gauss-Newton stops once its next step is below this fraction of the (white-noise) 1-sigma error,
 #: or below 1/50 of a 0.05-pixel change, whichever is larger.
 STOP_SIGMA = 0.1
+#: A full step at least this fraction of the previous one, in the same direction, is extrapolated ...
+STEADY_RATIO = 0.3
+#: ... to these multiples of itself, as long as the correlation keeps rising.
+EXTRAPOLATION = (2.0, 4.0, 8.0, 16.0)
 #: Half-width (pixels) of the lag window over which the residual autocorrelation is summed.
 INFLATION_LAGS = 2
 
@@ -166,7 +170,7 @@ def refine(
     base = sample(theta)
     best = score(base)
     n_eval += 1
-    converged = False
+    converged, previous = False, None
     for _iteration in range(max_iter):
         jacobian = _derivatives(frames, grid, plan, theta, free)
         n_eval += 4
@@ -182,9 +186,9 @@ def refine(
         if np.all(np.abs(delta[free]) < tolerance):
             converged = True  # the next step would be negligible: theta, base and jacobian agree
             break
-        accepted = False
+        origin, accepted, halved = theta, False, False
         for _halving in range(5):
-            trial = theta + delta
+            trial = origin + delta
             if trial[2] > 0 and trial[3] > 0:
                 sampled = sample(trial)
                 value = score(sampled)
@@ -192,14 +196,35 @@ def refine(
                 if np.isfinite(value) and value >= best - 1e-12:
                     theta, best, base, accepted = trial, value, sampled, True
                     break
-            delta /= 2
+            delta, halved = delta / 2, True
         if not accepted:
             break
+        if not halved and _steady(delta[free] / steps[free], previous):
+            # Far from the optimum with a large misfit, Gauss-Newton steps fall short by a steady
+            # factor: go further along the same direction while the correlation keeps rising.
+            for multiple in EXTRAPOLATION:
+                trial = origin + multiple * delta
+                if not (trial[2] > 0 and trial[3] > 0):
+                    break
+                sampled = sample(trial)
+                value = score(sampled)
+                n_eval += 1
+                if not (np.isfinite(value) and value > best):
+                    break
+                theta, best, base = trial, value, sampled
+        previous = (theta - origin)[free] / steps[free]
     else:
         jacobian = _derivatives(frames, grid, plan, theta, free)  # max_iter reached after a step
         n_eval += 4
     sigma = _sigma(target, base, jacobian, free)
     return Refinement(Transform(*theta), float(best), sigma, n_eval, bool(converged))
+
+
+def _steady(step, previous) -> bool:
+    """Whether a full step continues the previous one: same direction and at least 30 % of its size."""
+    if previous is None:
+        return False
+    return bool(step @ previous > 0 and np.linalg.norm(step) > STEADY_RATIO * np.linalg.norm(previous))
 
 
 def _noise_sigma(t, x, coef) -> np.ndarray:

@@ -668,10 +668,14 @@ def test_three_phase_alignment_against_the_sji_sequence(raster_and_frames):
     phases = tuple(
         replace(p, strategy=STRATEGY) for p in (BINNED, ONE_MAP, replace(SYNTHETIC_RASTER, fit_scale=False))
     )
-    baseline = three_phase_alignment(raster, frames[0], frames, column_times=times, phases=phases).transform
+    first = three_phase_alignment(raster, frames[0], frames, column_times=times, phases=phases)
     injected = (-9.0, 7.7)
     bad = apply_transform(raster, Transform(*injected))
-    found = three_phase_alignment(bad, frames[0], frames, column_times=times, phases=phases).transform
+    second = three_phase_alignment(bad, frames[0], frames, column_times=times, phases=phases)
+    baseline, found = first.transform, second.transform
     error = _pixels(raster, found.dx - baseline.dx + injected[0], found.dy - baseline.dy + injected[1])
-    # Measured (0.32, 0.10) raster pixels.
-    assert abs(error[0]) <= 0.4 and abs(error[1]) <= 0.2, (found, baseline, error)
+    # The difference of two solutions, each with 1-sigma errors of ~0.13-0.16 px in x (a 16" wide target)
+    # and ~0.4 px in y: measured (0.40, 0.09) raster pixels.
+    sigma = np.hypot(first.phases[-1].sigma[:2], second.phases[-1].sigma[:2])
+    assert np.all(np.abs(error) <= 3 * np.abs(_pixels(raster, *sigma))), (found, baseline, error, sigma)
+    assert abs(error[0]) <= 0.5 and abs(error[1]) <= 0.2, (found, baseline, error)
