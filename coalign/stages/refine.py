@@ -23,8 +23,8 @@ from coalign.transform import TargetGrid, Transform, pixel_mapping
 
 __all__ = ["Refinement", "correlation_inflation", "refine", "uncertainty"]
 
-#: Gauss-Newton stops once its next step is below this fraction of the (white-noise) 1-sigma error,
-#: or below 1/50 of a 0.05-pixel change, whichever is larger.
+#: Gauss-Newton stops once its next step is below this fraction of its 1-sigma error, or below 1/50 of
+#: a 0.05-pixel change, whichever is larger.
 STOP_SIGMA = 0.1
 #: A full step at least this fraction of the previous one, in the same direction, is extrapolated ...
 STEADY_RATIO = 0.3
@@ -87,14 +87,14 @@ def correlation_inflation(residual, lags: int = INFLATION_LAGS) -> float:
     return float(max(1.0, np.nansum(np.where(n > 0, rho, 0.0))))
 
 
-def _derivatives(frames, grid, plan, theta, free) -> np.ndarray:
+def _derivatives(frames, grid, plan, theta, free, sampled=None) -> np.ndarray:
     """Images dR/dtheta_k of the sampled reference, one per free parameter, by the chain rule.
 
     The reference's gradient (`reference_gradient`) times the derivative of the sampling position
     ``q = A(theta) p + b(theta)``, which is linear in each parameter, so a unit difference is exact.
     """
     transform = Transform(*theta)
-    gradient = reference_gradient(frames, transform, grid, plan=plan)
+    gradient = reference_gradient(frames, transform, grid, plan=plan, sampled=sampled)
     pixels = np.mgrid[0 : gradient.shape[1], 0 : gradient.shape[2]].astype(float)
     matrix, offset = pixel_mapping(transform, grid)
     columns = []
@@ -172,18 +172,13 @@ def refine(
     n_eval += 1
     converged, previous = False, None
     for _iteration in range(max_iter):
-        jacobian = _derivatives(frames, grid, plan, theta, free)
-        n_eval += 4
-        t, x, _ = _linear_system(target, base, jacobian)
-        if t.size < max(min_overlap_pixels, x.shape[1] + 2):
+        jacobian = _derivatives(frames, grid, plan, theta, free, base)
+        n_eval += 2
+        step = _solve(target, base, jacobian, free, min_overlap_pixels)
+        if not step.ok:
             break
-        coef, *_ = np.linalg.lstsq(x, t, rcond=None)
-        if not coef[1] > 0:
-            break
-        delta = np.zeros(4)
-        delta[free] = coef[2:] / coef[1]
-        tolerance = np.maximum(steps[free] / 50, STOP_SIGMA * _noise_sigma(t, x, coef))
-        if np.all(np.abs(delta[free]) < tolerance):
+        delta = step.delta.copy()
+        if np.all(np.abs(delta[free]) < np.maximum(steps[free] / 50, STOP_SIGMA * step.sigma[free])):
             converged = True  # the next step would be negligible: theta, base and jacobian agree
             break
         origin, accepted, halved = theta, False, False
@@ -214,10 +209,14 @@ def refine(
                 theta, best, base = trial, value, sampled
         previous = (theta - origin)[free] / steps[free]
     else:
-        jacobian = _derivatives(frames, grid, plan, theta, free)  # max_iter reached after a step
-        n_eval += 4
-    sigma = _sigma(target, base, jacobian, free)
-    return Refinement(Transform(*theta), float(best), sigma, n_eval, bool(converged))
+        jacobian = _derivatives(frames, grid, plan, theta, free, base)  # max_iter reached after a step
+        n_eval += 2
+        step = _solve(target, base, jacobian, free, min_overlap_pixels)
+    if not step.ok:  # the last system (at theta) could not be solved: errors from all valid pixels
+        step = _solve(target, base, jacobian, free, 2)
+    return Refinement(
+        Transform(*theta), float(best), tuple(float(v) for v in step.sigma), n_eval, bool(converged)
+    )
 
 
 def _steady(step, previous) -> bool:
@@ -227,41 +226,41 @@ def _steady(step, previous) -> bool:
     return bool(step @ previous > 0 and np.linalg.norm(step) > STEADY_RATIO * np.linalg.norm(previous))
 
 
-def _noise_sigma(t, x, coef) -> np.ndarray:
-    """White-noise 1-sigma errors of the step parameters of one linear system (no inflation)."""
-    dof = max(t.size - x.shape[1], 1)
+class _Step(NamedTuple):
+    """One linear least-squares problem solved: the step, its 1-sigma errors, and whether it is usable."""
+
+    delta: np.ndarray
+    sigma: np.ndarray
+    ok: bool
+
+
+def _solve(target, base, jacobian, free, min_pixels) -> _Step:
+    """Gauss-Newton step and 1-sigma errors at the sampled reference ``base`` with derivative images
+    ``jacobian`` (both at the same correction).
+
+    The errors are the residual variance times ``(X^T X)^-1``, inflated for the residual's spatial
+    correlation (`correlation_inflation`), divided by the fitted gain ``beta``.
+    """
+    t, x, valid = _linear_system(target, base, jacobian)
+    delta, sigma = np.zeros(4), np.full(4, np.nan)
+    if t.size < max(min_pixels, x.shape[1] + 2):
+        return _Step(delta, sigma, False)
+    coef, *_ = np.linalg.lstsq(x, t, rcond=None)
+    beta = coef[1]
+    if not beta > 0:
+        return _Step(delta, sigma, False)
     residual = t - x @ coef
+    residual_image = np.full(valid.shape, np.nan)
+    residual_image[valid] = residual
+    variance = residual @ residual / (t.size - x.shape[1]) * correlation_inflation(residual_image)
     try:
         diagonal = np.diag(np.linalg.inv(x.T @ x))[2:]
     except np.linalg.LinAlgError:
-        return np.zeros(x.shape[1] - 2)
-    return np.sqrt(np.clip(diagonal, 0, None) * (residual @ residual) / dof) / coef[1]
-
-
-def _sigma(target, base, jacobian, free) -> tuple[float, float, float, float]:
-    """1-sigma errors from the linearised least-squares problem at the sampled reference ``base`` with
-    derivative images ``jacobian`` (both at the same correction), inflated for spatial correlation."""
-    t, x, valid = _linear_system(target, base, jacobian)
-    out = np.full(4, np.nan)
-    dof = t.size - x.shape[1]
-    if dof < 1:
-        return tuple(out)
-    coef, *_ = np.linalg.lstsq(x, t, rcond=None)
-    residual = t - x @ coef
-    variance = residual @ residual / dof
-    residual_image = np.full(valid.shape, np.nan)
-    residual_image[valid] = residual
-    inflation = correlation_inflation(residual_image)
-    try:
-        covariance = np.linalg.inv(x.T @ x) * variance * inflation
-    except np.linalg.LinAlgError:
-        return tuple(out)
-    beta = coef[1]
-    if not beta > 0:
-        return tuple(out)
+        return _Step(delta, sigma, False)
     # theta_k = c_k / beta with c_k the gradient coefficients; beta's own error is second order.
-    out[free] = np.sqrt(np.clip(np.diag(covariance)[2:], 0, None)) / beta
-    return tuple(float(v) for v in out)
+    delta[free] = coef[2:] / beta
+    sigma[free] = np.sqrt(np.clip(diagonal, 0, None) * variance) / beta
+    return _Step(delta, sigma, True)
 
 
 def uncertainty(
@@ -275,5 +274,5 @@ def uncertainty(
     free = [0, 1, 2, 3] if fit_scale else [0, 1]
     theta = _values(transform)
     base = sample_reference(frames, transform, grid, plan=plan)
-    jacobian = _derivatives(frames, grid, plan, theta, free)
-    return _sigma(target, base, jacobian, free)
+    jacobian = _derivatives(frames, grid, plan, theta, free, base)
+    return tuple(float(v) for v in _solve(target, base, jacobian, free, 2).sigma)
