@@ -20,6 +20,16 @@ AUTO_KERNEL_MAX_ARCSEC = 20.0
 AUTO_KERNEL_MIN_BINS = 24
 
 
+def _angle_pair(value, name):
+    """A (low, high) pair of angles in degrees (Quantities converted)."""
+    if isinstance(value, u.Quantity):
+        value = value.to_value(u.deg)
+    arr = np.broadcast_to(np.asarray(value, dtype=float), (2,))
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite, got {name}={value!r}")
+    return float(arr[0]), float(arr[1])
+
+
 def _pair(value, name):
     if isinstance(value, u.Quantity):
         value = value.to_value(u.arcsec)
@@ -56,6 +66,13 @@ class PhaseParams:
         ``floor(pixel_x / pixel_y)`` when that is at least 2, e.g. 3 for a SPICE raster of 4″ × 1.1″
         pixels). It only seeds the search: the shift is then searched again, and refined jointly with
         the scale, at full resolution.
+    fit_roll : bool
+        Search the roll too (``strategy="fft"`` only): a grid over ``roll_range_deg`` at
+        ``roll_step_deg`` after the scale grid, then a joint refinement of shift, scale and roll.
+    roll_range_deg : (float, float)
+        Allowed range of the roll correction, in degrees.
+    roll_step_deg : float
+        Step of the roll grid, in degrees.
     plateau_iters : int
         Stop after this many consecutive iterations without improvement.
     max_iter : int
@@ -88,6 +105,9 @@ class PhaseParams:
     scale_step: float = 0.01
     min_scale_step: float = 2e-4
     scale_grid_square_bins: bool = True
+    fit_roll: bool = False
+    roll_range_deg: tuple[float, float] = (-1.0, 1.0)
+    roll_step_deg: float = 0.1
     plateau_iters: int = 3
     max_iter: int = 200
     max_corr: float = 0.999
@@ -143,6 +163,22 @@ class PhaseParams:
             object.__setattr__(self, "clip_percentiles", (low, high))
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got strategy={self.strategy!r}")
+        roll_low, roll_high = _angle_pair(self.roll_range_deg, "roll_range_deg")
+        if not roll_low <= 0 <= roll_high:
+            raise ValueError(
+                f"roll_range_deg must satisfy low <= 0 <= high, got roll_range_deg={(roll_low, roll_high)}"
+            )
+        object.__setattr__(self, "roll_range_deg", (roll_low, roll_high))
+        step = self.roll_step_deg
+        step = float(step.to_value(u.deg) if isinstance(step, u.Quantity) else step)
+        if not step > 0:
+            raise ValueError(f"roll_step_deg must be > 0, got {self.roll_step_deg!r}; use e.g. 0.1")
+        object.__setattr__(self, "roll_step_deg", step)
+        if self.fit_roll and self.strategy != "fft":
+            raise ValueError(
+                f"fit_roll needs strategy='fft' (got strategy={self.strategy!r}): the population search "
+                "fits shift and scale only"
+            )
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,10 +14,11 @@ FLAGS = {
     "weak": "the correlation peak is weak (r below 0.3); the match may be spurious",
     "ambiguous": "a second, separate peak nearly as high as the best exists; the match may be ambiguous",
     "scale_edge": "a scale factor sits at the edge of scale_range; widen the range",
+    "roll_edge": "the roll sits at the edge of roll_range_deg; widen the range",
 }
 #: 1-sigma errors when none were estimated.
-NO_SIGMA = (float("nan"),) * 4
-SIGMA_KEYS = ("dx_arcsec", "dy_arcsec", "sx", "sy")
+NO_SIGMA = (float("nan"),) * 5
+SIGMA_KEYS = ("dx_arcsec", "dy_arcsec", "sx", "sy", "roll_deg")
 
 
 def _json_floats(values) -> list:
@@ -55,7 +56,7 @@ class SearchResult:
     n_evaluations: int
     history: tuple[tuple[Transform, float], ...] = ()
     message: str = ""
-    sigma: tuple[float, float, float, float] = field(default=NO_SIGMA, compare=False)
+    sigma: tuple[float, float, float, float, float] = field(default=NO_SIGMA, compare=False)
     flags: tuple[str, ...] = ()
 
 
@@ -65,7 +66,7 @@ class PhaseResult:
 
     ``transform`` is the full correction of the target pointing after this phase (not an increment).
     ``shift_pixels`` is its shift part in target pixels ``(x, y)``. ``sigma`` holds the 1-sigma errors
-    of ``(dx, dy, sx, sy)`` and ``flags`` the sanity flags (see `FLAGS`).
+    of ``(dx, dy, sx, sy, roll)`` and ``flags`` the sanity flags (see `FLAGS`).
     """
 
     name: str
@@ -76,7 +77,7 @@ class PhaseResult:
     shift_pixels: tuple[float, float] = (0.0, 0.0)
     history: tuple[tuple[Transform, float], ...] = ()
     message: str = ""
-    sigma: tuple[float, float, float, float] = field(default=NO_SIGMA, compare=False)
+    sigma: tuple[float, float, float, float, float] = field(default=NO_SIGMA, compare=False)
     flags: tuple[str, ...] = ()
     corrected_map: Any = field(default=None, compare=False, repr=False)
 

@@ -6,9 +6,14 @@ A `Transform` is the correction to the **target's** pointing, expressed on its W
 
 * ``dx``, ``dy`` -- arcsec **added** to CRVAL1 / CRVAL2 (helioprojective longitude / latitude);
 * ``sx``, ``sy`` -- factors **multiplying** CDELT1 / CDELT2 (1.0 = no scale error), i.e. a scaling
-  about CRPIX.
+  about CRPIX;
+* ``roll`` -- degrees **added** to the roll: the (scaled) intermediate world coordinates are rotated by
+  ``R(roll)`` about CRPIX, counter-clockwise from +longitude towards +latitude, as an increase of
+  ``CROTA2`` does. In the header this is ``PC' = diag(CDELT')^-1 R diag(CDELT') PC``, exact for
+  non-square pixels.
 
-The corrected pixel-to-world relation is therefore ``W'(p) = CRVAL + d + diag(CDELT * s) PC (p - CRPIX)``.
+The corrected pixel-to-world relation is therefore
+``W'(p) = CRVAL + d + R(roll) diag(s) diag(CDELT) PC (p - CRPIX)``.
 `TargetGrid` holds the linear part of the target WCS so that stages can turn a `Transform` into a pixel
 mapping without touching WCS objects.
 """
@@ -29,7 +34,7 @@ def _to_arcsec(value) -> float:
     return float(value)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class Transform:
     """Correction to the target's pointing (see the module docstring for the convention).
 
@@ -39,6 +44,8 @@ class Transform:
         Arcsec added to CRVAL1 / CRVAL2. Plain numbers are taken as arcsec; angle Quantities are converted.
     sx, sy : float
         Factors multiplying CDELT1 / CDELT2.
+    roll : float or `~astropy.units.Quantity`
+        Degrees added to the roll (plain numbers are degrees). Shown in the repr only when not 0.
 
     Examples
     --------
@@ -53,10 +60,15 @@ class Transform:
     dy: float = 0.0
     sx: float = 1.0
     sy: float = 1.0
+    roll: float = 0.0
 
     def __post_init__(self):
         for name in ("dx", "dy"):
             object.__setattr__(self, name, _to_arcsec(getattr(self, name)))
+        roll = self.roll.to_value(u.deg) if isinstance(self.roll, u.Quantity) else self.roll
+        if not np.isfinite(float(roll)):
+            raise ValueError(f"roll must be finite (degrees), got roll={self.roll!r}")
+        object.__setattr__(self, "roll", float(roll))
         for name in ("sx", "sy"):
             value = float(getattr(self, name))
             if not np.isfinite(value) or value <= 0:
@@ -73,20 +85,44 @@ class Transform:
         """``(dx, dy)`` as an arcsec Quantity."""
         return u.Quantity([self.dx, self.dy], u.arcsec)
 
+    def __repr__(self) -> str:
+        roll = f", roll={self.roll!r}" if self.roll else ""
+        return f"Transform(dx={self.dx!r}, dy={self.dy!r}, sx={self.sx!r}, sy={self.sy!r}{roll})"
+
+    @property
+    def linear(self) -> np.ndarray:
+        """``R(roll) diag(sx, sy)``: the linear part of the correction on intermediate world coordinates."""
+        angle = np.deg2rad(self.roll)
+        rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+        return rotation @ np.diag([self.sx, self.sy])
+
     def compose(self, other: "Transform") -> "Transform":
         """Return the correction obtained by applying ``other`` after ``self``.
 
-        Shifts add and scale factors multiply (both act on CRVAL and CDELT independently).
+        Shifts add, scale factors multiply and rolls add (as they act on CRVAL, CDELT and the roll);
+        with a roll, this is exact when the scale of ``other`` is isotropic.
         """
-        return Transform(self.dx + other.dx, self.dy + other.dy, self.sx * other.sx, self.sy * other.sy)
+        return Transform(
+            self.dx + other.dx,
+            self.dy + other.dy,
+            self.sx * other.sx,
+            self.sy * other.sy,
+            self.roll + other.roll,
+        )
 
     def inverse(self) -> "Transform":
-        """Return the correction that undoes this one."""
-        return Transform(-self.dx, -self.dy, 1.0 / self.sx, 1.0 / self.sy)
+        """Return the correction that undoes this one (with a roll: exact when ``sx == sy``)."""
+        return Transform(-self.dx, -self.dy, 1.0 / self.sx, 1.0 / self.sy, -self.roll)
 
     def as_dict(self) -> dict:
-        """Plain-float dictionary (``dx``/``dy`` in arcsec) for JSON/ECSV rows."""
-        return {"dx_arcsec": self.dx, "dy_arcsec": self.dy, "sx": self.sx, "sy": self.sy}
+        """Plain-float dictionary (``dx``/``dy`` in arcsec, ``roll`` in degrees) for JSON/ECSV rows."""
+        return {
+            "dx_arcsec": self.dx,
+            "dy_arcsec": self.dy,
+            "sx": self.sx,
+            "sy": self.sy,
+            "roll_deg": self.roll,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +210,7 @@ def pixel_mapping(transform: Transform, grid: TargetGrid) -> tuple[np.ndarray, n
     """
     m = np.asarray(grid.matrix)
     m_inv = np.linalg.inv(m)
-    linear_xy = m_inv @ np.diag([transform.sx, transform.sy]) @ m
+    linear_xy = m_inv @ transform.linear @ m
     crpix_xy = np.asarray(grid.crpix)
     offset_xy = crpix_xy + m_inv @ [transform.dx, transform.dy] - linear_xy @ crpix_xy
     swap = np.array([[0, 1], [1, 0]])

@@ -67,12 +67,14 @@ def test_phase_as_dict(result):
         "dy_arcsec": -3.5,
         "sx": 1.0,
         "sy": 1.0,
+        "roll_deg": 0.0,
         "dx_pix": 5.625,
         "dy_pix": -1.75,
         "sigma_dx_arcsec": None,
         "sigma_dy_arcsec": None,
         "sigma_sx": None,
         "sigma_sy": None,
+        "sigma_roll_deg": None,
         "score": 0.93,
         "flags": "",
         "n_evaluations": 80,
@@ -84,7 +86,13 @@ def test_phase_as_dict(result):
 def test_as_dict_json_round_trip(result):
     d = result.as_dict()
     assert json.loads(json.dumps(d)) == d
-    assert d["transform"] == {"dx_arcsec": 11.3, "dy_arcsec": -3.45, "sx": 1.004, "sy": 0.998}
+    assert d["transform"] == {
+        "dx_arcsec": 11.3,
+        "dy_arcsec": -3.45,
+        "sx": 1.004,
+        "sy": 0.998,
+        "roll_deg": 0.0,
+    }
     assert d["score"] == 0.95
     assert [p["phase"] for p in d["phases"]] == ["binned", "one_map", "synthetic_raster"]
 

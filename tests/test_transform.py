@@ -116,12 +116,28 @@ def test_transform_pickle_round_trip():
 
 
 def test_transform_as_dict():
-    assert Transform(1.0, -2.0, 1.1, 0.9).as_dict() == {
+    assert Transform(1.0, -2.0, 1.1, 0.9, 0.25).as_dict() == {
         "dx_arcsec": 1.0,
         "dy_arcsec": -2.0,
         "sx": 1.1,
         "sy": 0.9,
+        "roll_deg": 0.25,
     }
+
+
+def test_roll_repr_quantity_and_linear_part():
+    assert repr(Transform(1.0, 2.0)) == "Transform(dx=1.0, dy=2.0, sx=1.0, sy=1.0)"
+    t = Transform(roll=30 * u.arcmin, sx=2.0)
+    assert t.roll == pytest.approx(0.5)
+    assert "roll=0.5" in repr(t)
+    angle = np.deg2rad(0.5)
+    np.testing.assert_allclose(
+        t.linear, [[2 * np.cos(angle), -np.sin(angle)], [2 * np.sin(angle), np.cos(angle)]]
+    )
+    assert Transform(roll=0.3).compose(Transform(roll=0.2)).roll == pytest.approx(0.5)
+    assert Transform(roll=0.3).inverse().roll == -0.3
+    with pytest.raises(ValueError, match="roll must be finite"):
+        Transform(roll=float("nan"))
 
 
 # --------------------------------------------------------------------------------------------------

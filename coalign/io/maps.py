@@ -3,6 +3,7 @@
 from datetime import UTC, datetime
 
 import astropy.units as u
+import numpy as np
 import sunpy.map
 from astropy.io import fits
 
@@ -23,8 +24,11 @@ def correct_header(
     """Return a corrected copy of a FITS header (`~astropy.io.fits.Header` or dict-like sunpy meta).
 
     ``CRVAL{lon_axis}`` and ``CRVAL{lat_axis}`` get ``dx`` and ``dy`` (converted to their ``CUNIT``);
-    the scale factors multiply ``CDELT`` (or the matching rows of a ``CD`` matrix). All other keys,
-    the spectral and time axes included, are kept.
+    the scale factors multiply ``CDELT`` (or the matching rows of a ``CD`` matrix). A roll rotates the
+    longitude and latitude rows of the ``PC`` (or ``CD``) matrix: ``PC' = diag(CDELT')^-1 R
+    diag(CDELT') PC`` with ``CDELT'`` the scaled ``CDELT``, exact for non-square pixels and for axes
+    coupled to others (e.g. time in a SPICE raster); a ``CROTA2`` header is rewritten as ``PC`` first.
+    All other keys, the spectral and time axes included, are kept.
 
     Parameters
     ----------
@@ -40,6 +44,8 @@ def correct_header(
     """
     out = header.copy()
     keys = {k.upper() for k in out.keys()}
+    if transform.roll:
+        _apply_roll(out, keys, transform, lon_axis, lat_axis)
     for axis, shift, scale in (
         (lon_axis, transform.dx, transform.sx),
         (lat_axis, transform.dy, transform.sy),
@@ -65,6 +71,40 @@ def correct_header(
     return out
 
 
+def _n_axes(header, lon_axis, lat_axis) -> int:
+    n = int(header.get("WCSAXES", header.get("NAXIS", 0)) or 0)
+    return max(n, lon_axis, lat_axis)
+
+
+def _apply_roll(out, keys, transform: Transform, lon_axis: int, lat_axis: int) -> None:
+    """Rotate the celestial rows of the PC (or CD) matrix of ``out`` in place by ``transform.roll``."""
+    angle = np.deg2rad(transform.roll)
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    axes = (lon_axis, lat_axis)
+    n = _n_axes(out, lon_axis, lat_axis)
+    columns = range(1, n + 1)
+    if any(f"CD{i}_{j}" in keys for i in axes for j in columns):
+        cd = np.array([[float(out.get(f"CD{i}_{j}", 0.0)) for j in columns] for i in axes])
+        for (i, j), value in np.ndenumerate(rotation @ np.diag([transform.sx, transform.sy]) @ cd):
+            out[f"CD{axes[i]}_{j + 1}"] = float(value) / [transform.sx, transform.sy][i]  # scaled below
+        return
+    cdelt = np.array([float(out.get(f"CDELT{i}", 1.0)) for i in axes])
+    pc = np.array([[float(out.get(f"PC{i}_{j}", 1.0 if i == j else 0.0)) for j in columns] for i in axes])
+    if not any(f"PC{i}_{j}" in keys for i in axes for j in columns) and "CROTA2" in keys:
+        # sunpy's reading of CROTA2 for non-square pixels: PC = diag(CDELT)^-1 R(CROTA2) diag(CDELT)
+        crota = np.deg2rad(float(out["CROTA2"]))
+        turn = np.array([[np.cos(crota), -np.sin(crota)], [np.sin(crota), np.cos(crota)]])
+        block = np.diag(1 / cdelt) @ turn @ np.diag(cdelt)
+        pc[:, [lon_axis - 1, lat_axis - 1]] = block
+        for key in ("CROTA2", "CROTA1"):
+            if key in keys:
+                del out[key]
+    scaled = cdelt * [transform.sx, transform.sy]
+    rolled = np.diag(1 / scaled) @ rotation @ np.diag(scaled) @ pc
+    for (i, j), value in np.ndenumerate(rolled):
+        out[f"PC{axes[i]}_{j + 1}"] = float(value)
+
+
 def _history_text(transform: Transform) -> str:
     from coalign import __version__
 
@@ -72,6 +112,7 @@ def _history_text(transform: Transform) -> str:
     return (
         f"coalign {__version__} {stamp}: pointing corrected, CRVAL1 += {transform.dx:.4f} arcsec, "
         f"CRVAL2 += {transform.dy:.4f} arcsec, CDELT1 *= {transform.sx:.6f}, CDELT2 *= {transform.sy:.6f}"
+        + (f", roll += {transform.roll:.5f} deg" if transform.roll else "")
     )
 
 

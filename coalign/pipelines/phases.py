@@ -202,17 +202,23 @@ def run_phase(
         min(params.scale_range[0], start.sx, start.sy),
         max(params.scale_range[1], start.sx, start.sy),
     )
+    roll_range = (
+        (min(params.roll_range_deg[0], start.roll), max(params.roll_range_deg[1], start.roll))
+        if params.fit_roll
+        else (min(start.roll, 0.0), max(start.roll, 0.0))
+    )
     pad = pad_for_search(
         grid,
         target_data.shape,
         reach,
         scale_range if params.fit_scale else (min(start.sx, start.sy, 1.0), max(start.sx, start.sy, 1.0)),
+        roll_range,
     )
     grid = grid.with_pad(pad)
     plan = FramePlan(*plan_columns) if plan_columns is not None else None
     padded_width = target_data.shape[1] + 2 * pad[1]
     bands = frame_bands(plan, len(references), target_data.shape[1], padded_width)
-    rows, columns = reachable_region(grid, target_data.shape, start, params, scale_range)
+    rows, columns = reachable_region(grid, target_data.shape, start, params, scale_range, roll_range)
     frames = []
     for k, ref in enumerate(references):
         ref_data, ref_wcs = _checked_image(ref, "reference")
@@ -300,7 +306,9 @@ def run_phase(
 REACH_MARGIN = 4
 
 
-def reachable_region(grid: TargetGrid, target_shape, start: Transform, params: PhaseParams, scale_range):
+def reachable_region(
+    grid: TargetGrid, target_shape, start: Transform, params: PhaseParams, scale_range, roll_range=(0.0, 0.0)
+):
     """Rows and columns ``((y0, y1), (x0, x1))`` of the padded grid that a search around ``start`` can see.
 
     The padding covers ``start`` plus the search range; only the part within the search range of
@@ -310,7 +318,7 @@ def reachable_region(grid: TargetGrid, target_shape, start: Transform, params: P
     ny, nx = target_shape
     padded = (ny + 2 * grid.pad[0], nx + 2 * grid.pad[1])
     scales = scale_range if params.fit_scale else (min(start.sx, start.sy), max(start.sx, start.sy))
-    y0, y1, x0, x1 = offset_window(grid, target_shape, padded, start, params, scales)
+    y0, y1, x0, x1 = offset_window(grid, target_shape, padded, start, params, scales, roll_range)
     return (
         (max(0, y0 - REACH_MARGIN), min(padded[0], y1 + REACH_MARGIN)),
         (max(0, x0 - REACH_MARGIN), min(padded[1], x1 + REACH_MARGIN)),

@@ -45,23 +45,32 @@ def frame_bands(plan: FramePlan | None, n_frames: int, nx: int, mx: int) -> list
 
 
 def scaled_frames(
-    frames, grid: TargetGrid, sx: float, sy: float, *, order: int = 1, bands=None, origin=(0, 0), shape=None
+    frames,
+    grid: TargetGrid,
+    sx: float,
+    sy: float,
+    *,
+    roll: float = 0.0,
+    order: int = 1,
+    bands=None,
+    origin=(0, 0),
+    shape=None,
 ) -> np.ndarray:
-    """Frames resampled so that, under scale ``(sx, sy)``, a shift is a pure integer translation.
+    """Frames resampled so that, under scale ``(sx, sy)`` and ``roll``, a shift is an integer translation.
 
-    ``out[k](u) = frames[k](c + L (u - c))`` with ``L = M^-1 diag(s) M`` and ``c`` the padded reference
-    pixel; then target pixel ``p`` under ``Transform(d, s)`` sees ``out[k](p + pad + delta)`` with
-    ``d = diag(s) M delta``. The output is the window of ``shape`` (default: the frames' shape) whose
+    ``out[k](u) = frames[k](c + L (u - c))`` with ``L = M^-1 R diag(s) M`` and ``c`` the padded reference
+    pixel; then target pixel ``p`` under ``Transform(d, s, roll)`` sees ``out[k](p + pad + delta)`` with
+    ``d = R diag(s) M delta``. The output is the window of ``shape`` (default: the frames' shape) whose
     pixel ``(0, 0)`` is padded pixel ``origin``; with ``bands`` (output columns ``[start, stop)`` per frame,
     from `frame_bands`), only those columns of each frame are computed and the rest is NaN.
     """
     frames = np.asarray(frames, dtype=float)
     y0, x0 = (int(v) for v in origin)
     shape = tuple(shape) if shape is not None else (frames.shape[1] - y0, frames.shape[2] - x0)
-    if sx == 1.0 and sy == 1.0:
+    if sx == 1.0 and sy == 1.0 and roll == 0.0:
         return frames[:, y0 : y0 + shape[0], x0 : x0 + shape[1]]
     m = np.asarray(grid.matrix)
-    linear_xy = np.linalg.inv(m) @ np.diag([sx, sy]) @ m
+    linear_xy = np.linalg.inv(m) @ Transform(sx=sx, sy=sy, roll=roll).linear @ m
     swap = np.array([[0, 1], [1, 0]])
     linear_yx = swap @ linear_xy @ swap
     centre_yx = np.array(grid.crpix[::-1]) + np.asarray(grid.pad, dtype=float)
@@ -83,20 +92,26 @@ def scaled_frames(
     return out
 
 
-def offset_window(grid: TargetGrid, target_shape, frame_shape, start: Transform, params: PhaseParams, scales):
+def offset_window(
+    grid: TargetGrid, target_shape, frame_shape, start: Transform, params: PhaseParams, scales, rolls=(0.0,)
+):
     """Rows ``[y0, y1)`` and columns ``[x0, x1)`` of the padded frames that the search window can reach.
 
     The window holds every integer offset whose shift lies within ``params.shift_range_arcsec`` of
-    ``start`` at any scale in ``scales`` (both axes), plus two offsets of margin (for the peak fit and the
-    edge flag); the frames' padding may be much wider, since it covers ``start`` itself.
+    ``start`` at any scale in ``scales`` (both axes) and roll in ``rolls``, plus two offsets of margin
+    (for the peak fit and the edge flag); the frames' padding may be much wider, since it covers
+    ``start`` itself.
     """
     (ny, nx), (my, mx) = target_shape, frame_shape
     rx, ry = params.shift_range_arcsec
     m = np.asarray(grid.matrix)
     corners = [
-        np.linalg.solve(np.diag([scale_x, scale_y]) @ m, [start.dx + ex, start.dy + ey])
+        np.linalg.solve(
+            Transform(sx=scale_x, sy=scale_y, roll=roll).linear @ m, [start.dx + ex, start.dy + ey]
+        )
         for scale_x in scales
         for scale_y in scales
+        for roll in rolls
         for ex in (-rx, rx)
         for ey in (-ry, ry)
     ]
@@ -169,17 +184,22 @@ def secondary_peak_ratio(surface, iy: int, ix: int) -> float:
     return float(max(0.0, (np.max(surface[outside]) - floor) / (peak - floor)))
 
 
-def _best_shift(prepared: TargetSpectra, frames, grid, sx, sy, start, params, plan, window) -> ShiftPeak:
-    """Best (sub-pixel) shift for one scale, from the masked NCC surface over the search window."""
+def _best_shift(
+    prepared: TargetSpectra, frames, grid, sx, sy, start, params, plan, window, roll=0.0
+) -> ShiftPeak:
+    """Best (sub-pixel) shift for one scale and roll, from the masked NCC surface over the search window."""
     y0, y1, x0, x1 = window
     bands = frame_bands(plan, len(frames), prepared.target_shape[1], x1 - x0)
+    scaled = scaled_frames(
+        frames, grid, sx, sy, roll=roll, order=1, bands=bands, origin=(y0, x0), shape=(y1 - y0, x1 - x0)
+    )
     surface = ncc_surface_from_spectra(
         prepared,
-        scaled_frames(frames, grid, sx, sy, order=1, bands=bands, origin=(y0, x0), shape=(y1 - y0, x1 - x0)),
+        scaled,
         min_overlap_fraction=params.min_overlap_fraction,
         min_overlap_pixels=params.min_overlap_pixels,
     )
-    m_s = np.diag([sx, sy]) @ np.asarray(grid.matrix)
+    m_s = Transform(sx=sx, sy=sy, roll=roll).linear @ np.asarray(grid.matrix)
     origin_y, origin_x = y0 - grid.pad[0], x0 - grid.pad[1]  # surface index -> offset from unshifted
     oy, ox = np.mgrid[0 : surface.shape[0], 0 : surface.shape[1]]
     d = np.tensordot(m_s, np.stack([ox + origin_x, oy + origin_y]).astype(float), axes=1)
@@ -187,13 +207,13 @@ def _best_shift(prepared: TargetSpectra, frames, grid, sx, sy, start, params, pl
     inside = (np.abs(d[0] - start.dx) <= rx) & (np.abs(d[1] - start.dy) <= ry)
     masked = np.where(inside, surface, np.nan)
     if not np.isfinite(masked).any():
-        return ShiftPeak(Transform(start.dx, start.dy, sx, sy), float("nan"), False, 0.0)
+        return ShiftPeak(Transform(start.dx, start.dy, sx, sy, roll), float("nan"), False, 0.0)
     iy, ix = np.unravel_index(np.nanargmax(masked), masked.shape)
     peak_y, peak_x = quadratic_peak(np.where(inside, surface, -np.inf), iy, ix)
     dx, dy = m_s @ [peak_x + origin_x, peak_y + origin_y]
     edge = not (inside[max(iy - 1, 0) : iy + 2, max(ix - 1, 0) : ix + 2].all())
     ratio = secondary_peak_ratio(masked, iy, ix)
-    return ShiftPeak(Transform(dx, dy, sx, sy), float(masked[iy, ix]), edge, ratio)
+    return ShiftPeak(Transform(dx, dy, sx, sy, roll), float(masked[iy, ix]), edge, ratio)
 
 
 #: The scale grid keeps at least this many rows when binning them towards square pixels.
@@ -259,40 +279,50 @@ def fft_search(
        ``params.scale_grid_square_bins``, the grid runs on rows binned towards square pixels
        (`row_binning_factor`, `bin_rows`) and the shift is searched again at full resolution at the
        grid's best scale.
-    2. The best candidate is refined jointly in shift (and scale) on the exact metric (cubic sampling)
-       by Gauss-Newton (`coalign.stages.refine.refine`), which also gives the 1-sigma errors.
+       With ``params.fit_roll``, a grid over the roll (``params.roll_range_deg`` at
+       ``params.roll_step_deg``) follows, at the best scale.
+    2. The best candidate is refined jointly in shift (and scale, and roll) on the exact metric (cubic
+       sampling) by Gauss-Newton (`coalign.stages.refine.refine`), which also gives the 1-sigma errors.
 
     The result carries sanity flags (see `coalign.results.FLAGS`): ``edge`` (peak on the window's
     edge), ``weak`` (r below `WEAK_SCORE`), ``ambiguous`` (a separate peak at least `AMBIGUOUS_RATIO` as
-    high above the median) and ``scale_edge`` (a scale at the edge of ``params.scale_range``).
+    high above the median), ``scale_edge`` (a scale at the edge of ``params.scale_range``) and
+    ``roll_edge``.
     """
     frames = np.asarray(frames, dtype=float)
     frames = frames[None] if frames.ndim == 2 else frames
     full_resolution = (target, frames, grid)
     n_eval = 0
-    if params.fit_scale:
+    linear_start = (start.sx, start.sy, start.roll)  # the grid's best scale and roll (vertices)
+    peaks = []
+    factor = 1
+    if params.fit_scale or params.fit_roll:
         factor = row_binning_factor(grid, target.shape[0]) if params.scale_grid_square_bins else 1
         problem = bin_rows(target, frames, grid, factor) if factor > 1 else full_resolution
         grid_best_at = _shift_scorer(*problem, start, params, plan)
-        low, high = params.scale_range
-        sxs = _scale_axis(low, high, params.scale_step, start.sx)
-        x_peaks = list(map_fn(_call_best, [(grid_best_at, sx, start.sy) for sx in sxs]))
-        best_sx = max(x_peaks, key=lambda p: _key(p.score)).transform.sx
-        sys_ = _scale_axis(low, high, params.scale_step, start.sy)
-        y_peaks = list(map_fn(_call_best, [(grid_best_at, best_sx, sy) for sy in sys_]))
-        peaks = x_peaks + y_peaks
-        n_eval += len(sxs) + len(sys_)
-        scale_start = (_vertex(sxs, [p.score for p in x_peaks]), _vertex(sys_, [p.score for p in y_peaks]))
+        if params.fit_scale:
+            low, high = params.scale_range
+            sxs = _scale_axis(low, high, params.scale_step, start.sx)
+            x_peaks = list(map_fn(_call_best, [(grid_best_at, sx, start.sy, start.roll) for sx in sxs]))
+            best_sx = max(x_peaks, key=lambda p: _key(p.score)).transform.sx
+            sys_ = _scale_axis(low, high, params.scale_step, start.sy)
+            y_peaks = list(map_fn(_call_best, [(grid_best_at, best_sx, sy, start.roll) for sy in sys_]))
+            peaks += x_peaks + y_peaks
+            n_eval += len(sxs) + len(sys_)
+            sx0 = _vertex(sxs, [p.score for p in x_peaks])
+            linear_start = (sx0, _vertex(sys_, [p.score for p in y_peaks]), start.roll)
+        if params.fit_roll:
+            low, high = params.roll_range_deg
+            rolls = _scale_axis(low, high, params.roll_step_deg, start.roll)
+            r_peaks = list(map_fn(_call_best, [(grid_best_at, *linear_start[:2], roll) for roll in rolls]))
+            peaks += r_peaks
+            n_eval += len(rolls)
+            linear_start = (*linear_start[:2], _vertex(rolls, [p.score for p in r_peaks]))
         del grid_best_at, problem
-        if factor > 1:  # the shift at full resolution, at the grid's best scale
-            best_at = _shift_scorer(*full_resolution, start, params, plan)
-            peaks = [best_at(sx=scale_start[0], sy=scale_start[1])]
-            n_eval += 1
-    else:
+    if factor > 1 or not peaks:  # the shift at full resolution, at the grid's best scale and roll
         best_at = _shift_scorer(*full_resolution, start, params, plan)
-        peaks = [best_at(sx=start.sx, sy=start.sy)]
+        peaks = [best_at(sx=linear_start[0], sy=linear_start[1], roll=linear_start[2])]
         n_eval += 1
-        scale_start = (start.sx, start.sy)
     peak = max(peaks, key=lambda p: _key(p.score))
     if not np.isfinite(peak.score):
         return SearchResult(start, float("nan"), n_eval, (), "no shift had enough overlap")
@@ -301,9 +331,10 @@ def fft_search(
         target,
         prepare_frames(frames),
         grid,
-        Transform(peak.transform.dx, peak.transform.dy, *scale_start),
+        Transform(peak.transform.dx, peak.transform.dy, *linear_start),
         plan=plan,
         fit_scale=params.fit_scale,
+        fit_roll=params.fit_roll,
         min_overlap_fraction=params.min_overlap_fraction,
         min_overlap_pixels=params.min_overlap_pixels,
     )
@@ -321,11 +352,13 @@ def fft_search(
 
 
 def _shift_scorer(target, frames, grid, start, params, plan):
-    """``best_at(sx, sy)``: the best shift at one scale, over the frames' window that the search can
-    reach (`offset_window`), with the target's spectra computed once."""
+    """``best_at(sx, sy, roll)``: the best shift at one scale and roll, over the frames' window that the
+    search can reach (`offset_window`), with the target's spectra computed once."""
     low, high = params.scale_range if params.fit_scale else (1.0, 1.0)
     scales = (min(low, start.sx, start.sy), max(high, start.sx, start.sy))
-    window = offset_window(grid, target.shape, frames.shape[1:], start, params, scales)
+    low, high = params.roll_range_deg if params.fit_roll else (0.0, 0.0)
+    rolls = (min(low, start.roll), max(high, start.roll))
+    window = offset_window(grid, target.shape, frames.shape[1:], start, params, scales, rolls)
     y0, y1, x0, x1 = window
     prepared = target_spectra(target, (y1 - y0, x1 - x0), plan=plan)
     return partial(_best_shift, prepared, frames, grid, start=start, params=params, plan=plan, window=window)
@@ -338,6 +371,8 @@ def _within(transform: Transform, start: Transform, params: PhaseParams) -> bool
     inside = abs(transform.dx - start.dx) <= rx + 1e-9 and abs(transform.dy - start.dy) <= ry + 1e-9
     if params.fit_scale:
         inside &= low - 1e-9 <= transform.sx <= high + 1e-9 and low - 1e-9 <= transform.sy <= high + 1e-9
+    if params.fit_roll:
+        inside &= params.roll_range_deg[0] - 1e-9 <= transform.roll <= params.roll_range_deg[1] + 1e-9
     return bool(inside)
 
 
@@ -354,6 +389,10 @@ def _flags(peak: ShiftPeak, transform: Transform, score: float, params: PhasePar
         margin = params.scale_step / 2
         if min(transform.sx, transform.sy) < low + margin or max(transform.sx, transform.sy) > high - margin:
             flags.append("scale_edge")
+    if params.fit_roll:
+        low, high = params.roll_range_deg
+        if not low + params.roll_step_deg / 2 <= transform.roll <= high - params.roll_step_deg / 2:
+            flags.append("roll_edge")
     return tuple(flags)
 
 
@@ -368,8 +407,8 @@ def _vertex(values, scores) -> float:
 
 
 def _call_best(args):
-    best_at, sx, sy = args
-    return best_at(sx=sx, sy=sy)
+    best_at, sx, sy, roll = args
+    return best_at(sx=sx, sy=sy, roll=roll)
 
 
 def _key(score):

@@ -39,20 +39,28 @@ class Refinement(NamedTuple):
 
     transform: Transform
     score: float
-    sigma: tuple[float, float, float, float]
+    sigma: tuple[float, float, float, float, float]
     n_evaluations: int
     converged: bool
 
 
+N_PARAMETERS = 5  # dx, dy, sx, sy, roll
+
+
 def _values(transform: Transform) -> np.ndarray:
-    return np.array([transform.dx, transform.dy, transform.sx, transform.sy])
+    return np.array([transform.dx, transform.dy, transform.sx, transform.sy, transform.roll])
+
+
+def _free(fit_scale: bool, fit_roll: bool) -> list[int]:
+    return [0, 1] + ([2, 3] if fit_scale else []) + ([4] if fit_roll else [])
 
 
 def _steps(grid: TargetGrid, shape) -> np.ndarray:
-    """Parameter changes worth 0.05 pixel: for shifts, and for scales at the image edge (tolerances)."""
+    """Parameter changes worth 0.05 pixel: for shifts, and for scales and roll at the image edge."""
     pixel = np.linalg.norm(np.asarray(grid.matrix), axis=0)  # arcsec per pixel along x, y
     half_size = max(shape) / 2.0
-    return np.array([0.05 * pixel[0], 0.05 * pixel[1], 0.05 / half_size, 0.05 / half_size])
+    edge = 0.05 / half_size
+    return np.array([0.05 * pixel[0], 0.05 * pixel[1], edge, edge, np.rad2deg(edge)])
 
 
 def correlation_inflation(residual, lags: int = INFLATION_LAGS) -> float:
@@ -91,18 +99,22 @@ def _derivatives(frames, grid, plan, theta, free, sampled=None) -> np.ndarray:
     """Images dR/dtheta_k of the sampled reference, one per free parameter, by the chain rule.
 
     The reference's gradient (`reference_gradient`) times the derivative of the sampling position
-    ``q = A(theta) p + b(theta)``, which is linear in each parameter, so a unit difference is exact.
+    ``q = A(theta) p + b(theta)``: linear in the shifts and scales (a unit difference is exact), and a
+    central difference of 1e-4 degree for the roll.
     """
-    transform = Transform(*theta)
-    gradient = reference_gradient(frames, transform, grid, plan=plan, sampled=sampled)
+    gradient = reference_gradient(frames, Transform(*theta), grid, plan=plan, sampled=sampled)
     pixels = np.mgrid[0 : gradient.shape[1], 0 : gradient.shape[2]].astype(float)
-    matrix, offset = pixel_mapping(transform, grid)
     columns = []
     for k in free:
-        moved = theta.copy()
-        moved[k] += 1.0
-        matrix_k, offset_k = pixel_mapping(Transform(*moved), grid)
-        dq = np.tensordot(matrix_k - matrix, pixels, axes=1) + (offset_k - offset)[:, None, None]
+        step = 1e-4 if k == 4 else 0.5
+        up, down = theta.copy(), theta.copy()
+        up[k] += step
+        down[k] -= step
+        (matrix_up, offset_up), (matrix_down, offset_down) = (
+            pixel_mapping(Transform(*values), grid) for values in (up, down)
+        )
+        d_matrix, d_offset = (matrix_up - matrix_down) / (2 * step), (offset_up - offset_down) / (2 * step)
+        dq = np.tensordot(d_matrix, pixels, axes=1) + d_offset[:, None, None]
         columns.append(gradient[0] * dq[0] + gradient[1] * dq[1])
     return np.stack(columns)
 
@@ -122,6 +134,7 @@ def refine(
     *,
     plan: FramePlan | None = None,
     fit_scale: bool = False,
+    fit_roll: bool = False,
     max_iter: int = 20,
     min_overlap_fraction: float = 0.3,
     min_overlap_pixels: int = 16,
@@ -143,6 +156,8 @@ def refine(
         Frames used per target column (synthetic raster).
     fit_scale : bool
         Refine ``sx, sy`` jointly with the shift.
+    fit_roll : bool
+        Refine the roll jointly too.
     max_iter : int
         Maximum Gauss-Newton steps.
     min_overlap_fraction, min_overlap_pixels
@@ -151,10 +166,10 @@ def refine(
     Returns
     -------
     Refinement
-        ``sigma`` holds the 1-sigma errors of ``(dx, dy, sx, sy)``; NaN for parameters not fitted.
+        ``sigma`` holds the 1-sigma errors of ``(dx, dy, sx, sy, roll)``; NaN for parameters not fitted.
     """
     target = np.asarray(target, dtype=float)
-    free = [0, 1, 2, 3] if fit_scale else [0, 1]
+    free = _free(fit_scale, fit_roll)
     steps = _steps(grid, target.shape)
     theta = _values(start)
     n_eval = 0
@@ -242,7 +257,7 @@ def _solve(target, base, jacobian, free, min_pixels) -> _Step:
     correlation (`correlation_inflation`), divided by the fitted gain ``beta``.
     """
     t, x, valid = _linear_system(target, base, jacobian)
-    delta, sigma = np.zeros(4), np.full(4, np.nan)
+    delta, sigma = np.zeros(N_PARAMETERS), np.full(N_PARAMETERS, np.nan)
     if t.size < max(min_pixels, x.shape[1] + 2):
         return _Step(delta, sigma, False)
     coef, *_ = np.linalg.lstsq(x, t, rcond=None)
@@ -264,14 +279,21 @@ def _solve(target, base, jacobian, free, min_pixels) -> _Step:
 
 
 def uncertainty(
-    target, frames: SplineFrames, grid: TargetGrid, transform: Transform, *, plan=None, fit_scale=False
-) -> tuple[float, float, float, float]:
-    """1-sigma errors of ``(dx, dy, sx, sy)`` at a found correction (NaN for parameters not fitted).
+    target,
+    frames: SplineFrames,
+    grid: TargetGrid,
+    transform: Transform,
+    *,
+    plan=None,
+    fit_scale=False,
+    fit_roll=False,
+) -> tuple[float, float, float, float, float]:
+    """1-sigma errors of ``(dx, dy, sx, sy, roll)`` at a found correction (NaN for parameters not fitted).
 
     The same estimate `refine` returns, for corrections found by other searches.
     """
     target = np.asarray(target, dtype=float)
-    free = [0, 1, 2, 3] if fit_scale else [0, 1]
+    free = _free(fit_scale, fit_roll)
     theta = _values(transform)
     base = sample_reference(frames, transform, grid, plan=plan)
     jacobian = _derivatives(frames, grid, plan, theta, free, base)

@@ -9,11 +9,14 @@ from reproject import reproject_adaptive, reproject_interp
 from sunpy.coordinates import propagate_with_solar_surface
 
 from coalign.exceptions import AllNaNError, NoOverlapError, ShapeError
+from coalign.transform import Transform
 
 __all__ = ["observation_time", "pad_for_search", "padded_wcs", "reproject_image", "wcs_at_time"]
 
 
-def pad_for_search(grid, shape, shift_range_arcsec, scale_range=(1.0, 1.0), margin_pix=2) -> tuple[int, int]:
+def pad_for_search(
+    grid, shape, shift_range_arcsec, scale_range=(1.0, 1.0), roll_range=(0.0, 0.0), margin_pix=2
+) -> tuple[int, int]:
     """Padding ``(pad_y, pad_x)`` in target pixels that keeps every searched correction inside the array.
 
     Parameters
@@ -26,6 +29,8 @@ def pad_for_search(grid, shape, shift_range_arcsec, scale_range=(1.0, 1.0), marg
         Largest ``|dx|, |dy|`` that will be searched, including the starting correction.
     scale_range : (float, float)
         Range of scale factors that will be searched.
+    roll_range : (float, float)
+        Range of roll corrections (degrees) that will be searched.
     margin_pix : int
         Extra pixels on each side (interpolation support).
     """
@@ -42,8 +47,9 @@ def pad_for_search(grid, shape, shift_range_arcsec, scale_range=(1.0, 1.0), marg
     scale_pix = np.zeros(2)
     for sx in scale_range:
         for sy in scale_range:
-            linear = m_inv @ np.diag([sx, sy]) @ m - np.eye(2)
-            scale_pix = np.maximum(scale_pix, np.abs(linear @ corners).max(axis=1))
+            for roll in roll_range:
+                linear = m_inv @ Transform(sx=sx, sy=sy, roll=roll).linear @ m - np.eye(2)
+                scale_pix = np.maximum(scale_pix, np.abs(linear @ corners).max(axis=1))
     pad_x, pad_y = shift_pix + scale_pix
     return int(np.ceil(pad_y)) + margin_pix, int(np.ceil(pad_x)) + margin_pix
 

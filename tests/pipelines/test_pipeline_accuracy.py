@@ -225,7 +225,7 @@ def test_raster_shift_and_scale_recovered(i):
     assert np.all(np.abs(shift_error) <= 0.1), (result.transform, shift_error)
     assert np.all(np.abs(scale_error) <= 0.002), (result.transform, scale_error)
     assert result.flags == ()
-    assert np.all(np.isfinite(result.sigma))
+    assert np.all(np.isfinite(result.sigma[:4])) and np.isnan(result.sigma[4])
 
 
 @pytest.mark.parametrize("i", range(len(RASTER_CASES)))
@@ -383,3 +383,46 @@ def test_no_flags_on_a_clean_case():
     result = one_map_phase(target, reference, ONE_MAP_PARAMS)
     assert result.flags == ()
     assert result.score > 0.9
+
+
+# --- 5. roll -------------------------------------------------------------------------------------------
+
+ROLL_CASES = [Transform(4.3, -3.1, 1.02, 0.985, 0.6), Transform(-2.2, 3.4, 0.99, 1.01, -0.45)]
+
+
+def _wcs_error_pixels(corrected, truth_map) -> float:
+    """Largest distance (truth pixels) between where the corrected and the true WCS put each pixel."""
+    ny, nx = truth_map.data.shape
+    y, x = np.mgrid[0:ny:4, 0:nx:4]
+    seen = corrected.pixel_to_world(x * u.pix, y * u.pix)
+    px, py = truth_map.world_to_pixel(seen)
+    return float(np.max(np.hypot(px.to_value(u.pix) - x, py.to_value(u.pix) - y)))
+
+
+@pytest.mark.parametrize("i", range(len(ROLL_CASES)))
+def test_raster_shift_scale_and_roll_recovered(i):
+    """Roll injected with shift and scale: the corrected WCS matches the true one within 0.1 pixel over
+    the whole raster, and the roll within 0.03 degree and 3 sigma."""
+    error = ROLL_CASES[i]
+    truth_map, column_times = _raster_target(seed=40 + i)
+    target = apply_transform(truth_map, error)
+    params = replace(SYNTHETIC_RASTER, fit_roll=True)
+    result = synthetic_raster_phase(target, _raster_frames(), params, column_times=column_times)
+    found = result.transform
+    assert _wcs_error_pixels(apply_transform(target, found), truth_map) <= 0.1, found
+    assert abs(found.roll + error.roll) <= 0.03, found
+    assert abs(found.roll + error.roll) <= 3 * result.sigma[4], (found, result.sigma)
+    assert result.flags == ()
+
+
+def test_roll_is_not_fitted_by_default_and_refused_by_the_population_search():
+    truth_map, column_times = _raster_target(seed=40)
+    result = synthetic_raster_phase(
+        apply_transform(truth_map, ROLL_CASES[0]),
+        _raster_frames(),
+        SYNTHETIC_RASTER,
+        column_times=column_times,
+    )
+    assert result.transform.roll == 0.0 and np.isnan(result.sigma[4])
+    with pytest.raises(ValueError, match="fit_roll needs strategy='fft'"):
+        replace(SYNTHETIC_RASTER, fit_roll=True, strategy="population")
