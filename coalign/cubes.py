@@ -1109,7 +1109,7 @@ class DitherSet:
 
 #: Default true scene displacements of `make_dither_set`: two aligned cubes and two offset ones.
 DITHER_OFFSETS = ((0.0, 0.0), (0.0, 0.0), (0.37, -0.62), (-1.28, 0.45))
-_SAMPLE_FRAME = "iris_sji_1400_20140329T150901.fits"
+_SAMPLE_FRAME = "iris_sji_1400_20140329T150910.fits"
 
 
 def _sample_scene() -> np.ndarray:

@@ -144,11 +144,11 @@ def test_align_refuses_a_sequence_entirely_before_the_target(tmp_path):
         main(_align_args(target, [SAMPLE_REFERENCE_DIR], tmp_path))
     message = str(error.value)
     assert (
-        "do not cover the raster of next_day.fits: its columns were taken from 2014-03-30T14:15:01" in message
+        "do not cover the raster of next_day.fits: its columns were taken from 2014-03-30T14:15:08" in message
     )
-    assert f"({files[0].name}) to 2014-03-29T17:50:04.776 ({files[-1].name})" in message
+    assert f"({files[0].name}) to 2014-03-29T17:49:59.326 ({files[-1].name})" in message
     assert "the whole raster is after the reference files" in message
-    assert "Add reference files covering 2014-03-30T14:15:01.180 to 2014-03-30T17:07:31.180" in message
+    assert "Add reference files covering 2014-03-30T14:15:08.344 to 2014-03-30T17:07:38.344" in message
     assert message.endswith("or raise max_time_gap_s")
     assert not (tmp_path / "out.fits").exists() and not (tmp_path / "out.json").exists()
 
@@ -157,16 +157,16 @@ def test_align_refuses_a_sequence_that_ends_too_early(tmp_path):
     from coalign.data import SAMPLE_RASTER, sample_reference_files
     from coalign.exceptions import TimeCoverageError
 
-    files = sample_reference_files()[:10]  # 14:09:38 to 15:25:52; the raster runs to 17:07:31
+    files = sample_reference_files()[:10]  # 14:09:43 to 15:25:56; the raster runs to 17:07:38
     with pytest.raises(TimeCoverageError) as error:
         main(_align_args(SAMPLE_RASTER, files, tmp_path))
     message = str(error.value)
     assert f"raster of {SAMPLE_RASTER.name}" in message
-    assert f"({files[0].name}) to 2014-03-29T15:25:52.332 ({files[-1].name})" in message
+    assert f"({files[0].name}) to 2014-03-29T15:25:56.182 ({files[-1].name})" in message
     assert (
-        f"its end is not covered: it ends 6099 s after the last reference file ({files[-1].name})" in message
+        f"its end is not covered: it ends 6102 s after the last reference file ({files[-1].name})" in message
     )
-    assert "Add reference files covering 2014-03-29T15:57:31.180 to 2014-03-29T17:07:31.180" in message
+    assert "Add reference files covering 2014-03-29T15:57:38.344 to 2014-03-29T17:07:38.344" in message
     assert list(tmp_path.iterdir()) == []  # no output, no JSON, no temporary file
 
 
@@ -184,5 +184,5 @@ def test_align_with_a_covering_sequence_or_a_wider_gap_goes_on_to_align(tmp_path
     with pytest.raises(RuntimeError, match="alignment reached"):
         main(_align_args(SAMPLE_RASTER, sample_reference_files()[::2], tmp_path))
     with pytest.raises(RuntimeError, match="alignment reached"):
-        main([*_align_args(SAMPLE_RASTER, sample_reference_files()[:10], tmp_path), "--max-time-gap", "6100"])
-    assert seen == [1800.0, 6100.0]
+        main([*_align_args(SAMPLE_RASTER, sample_reference_files()[:10], tmp_path), "--max-time-gap", "6110"])
+    assert seen == [1800.0, 6110.0]

@@ -37,7 +37,7 @@ from coalign.plotting import (
 )
 from coalign.stages.fft_ncc import ncc_surface
 from coalign.stages.reproject import pad_for_search
-from tests.sample import sample
+from tests.sample import sample, synthetic_reference
 
 ERROR = Transform(3, -2)  # injected into the raster's header; the correction that undoes it is (-3, 2)
 NARROW = replace(ONE_MAP, shift_range_arcsec=(6, 6))
@@ -45,10 +45,13 @@ NARROW = replace(ONE_MAP, shift_range_arcsec=(6, 6))
 
 @cache
 def aligned():
-    """(target with a known error, one-map phase result with the population search): run once."""
+    """(target with a known error, one-map phase result against `synthetic_reference`): run once.
+
+    A single frame does not fit the 3-hour raster (solar rotation under the scan), the synthetic raster does.
+    """
     raster, times, sequence, reference = sample()
     target = apply_transform(raster, ERROR)
-    return target, one_map_phase(target, reference, NARROW)
+    return target, one_map_phase(target, synthetic_reference(), NARROW)
 
 
 def search_inputs(target_map, reference_map, reach_arcsec=(9.0, 9.0)):
@@ -86,7 +89,7 @@ def test_before_after_has_image_and_contours(tmp_path):
 
 def test_correlation_surface_marks_the_found_shift(tmp_path):
     target, result = aligned()
-    reference = sample()[3]
+    reference = synthetic_reference()
     data, frame, grid = search_inputs(target, reference)
     surface = ncc_surface(data, frame, min_overlap_fraction=NARROW.min_overlap_fraction)
     sigma = (0.4, 0.3)  # arcsec; phases report no uncertainty yet, so any value exercises the ellipse
@@ -112,7 +115,7 @@ def test_correlation_surface_marks_the_found_shift(tmp_path):
 
 def test_difference_shrinks_after_correction(tmp_path):
     target, result = aligned()
-    reference = sample()[3]
+    reference = synthetic_reference()
     fig = plot_difference(target, apply_transform(target, result.transform), reference)
     image_axes = [ax for ax in fig.axes if ax.images]
     assert len(image_axes) == 6
@@ -126,7 +129,7 @@ def test_difference_shrinks_after_correction(tmp_path):
 def test_blink_animation_writes_a_two_frame_gif(tmp_path):
     target, result = aligned()
     path = tmp_path / "blink.gif"
-    fig = blink_animation(target, apply_transform(target, result.transform), sample()[3], path)
+    fig = blink_animation(target, apply_transform(target, result.transform), synthetic_reference(), path)
     assert [len(ax.images) for ax in fig.axes] == [1, 1]
     assert path.stat().st_size > 5_000
     with Image.open(path) as gif:
@@ -137,7 +140,7 @@ def test_blink_animation_writes_a_two_frame_gif(tmp_path):
 def test_search_trajectory_over_landscape(tmp_path):
     target, result = aligned()
     assert len(result.history) >= 2
-    data, frame, grid = search_inputs(target, sample()[3])
+    data, frame, grid = search_inputs(target, synthetic_reference())
     score_fn = partial(correlate, data, frame, grid=grid, min_overlap_fraction=NARROW.min_overlap_fraction)
     extent = (-6.0, 2.0, -2.0, 6.0)
     landscape = correlation_landscape(score_fn, extent, shape=(17, 17))

@@ -19,9 +19,9 @@ from astropy.io import fits
 from astropy.table import Table
 from astropy.time import Time
 from astropy.wcs import WCS
-from scipy import ndimage
 from sunpy.coordinates import get_earth
 
+from coalign.io.iris import read_iris_sji
 from coalign.params import SyntheticParams
 from coalign.stages.reproject import reproject_image
 from coalign.stages.sampling import sample_reference
@@ -31,8 +31,6 @@ from coalign.transform import Transform, grid_from_wcs
 RASTER_NAME = "iris_sji1400_raster_20140329.fits"
 STEM = "iris_l2_20140329_140938_3860258481_SJI_{}"
 OUT = Path(__file__).resolve().parents[1] / "coalign" / "data"
-# IRIS L2 marks missing pixels -200; the shrinking blended them with their neighbours.
-MISSING_BELOW = -150.0
 # Gaussian noise added to the raster, as a fraction of its robust (MAD) standard deviation.
 NOISE_FRACTION = 0.1
 # A few shrunk frames are (almost) entirely missing; they are dropped.
@@ -45,64 +43,42 @@ RASTER_STEP_S = 150.0
 
 
 def repaired_frames(path: Path):
-    """Frames, repaired 2-D headers and times of one shrunk IRIS SJI file."""
-    with fits.open(path) as hdul:
-        cube = hdul[0].data.astype(np.float32)
-        header = hdul[0].header
-        aux_times = hdul[1].data[:, hdul[1].header["TIME"]]
-    n_frames, ny, nx = cube.shape
-    start = Time(header["STARTOBS"])
-    # The shrunk cube keeps n_frames of the len(aux_times) exposures, spread evenly over the sequence.
-    picks = np.round(np.linspace(0, aux_times.size - 1, n_frames)).astype(int)
-    times = start + aux_times[picks] * u.s
-    # True pixel size: the header kept the native 0.16635"; the field of view (FOVX/FOVY) is right.
-    cdelt1, cdelt2 = header["FOVX"] / nx, header["FOVY"] / ny
-    missing = ndimage.binary_dilation(cube < MISSING_BELOW, structure=np.ones((1, 3, 3), bool))
-    cube[missing] = np.nan
+    """Frames (float32) and 2-D headers of one shrunk IRIS SJI file, and their times.
+
+    `coalign.io.iris.read_iris_sji` with ``repair_plate_scale=True`` does every repair: the WCS of the
+    ``scipy.ndimage.zoom`` resampling (true plate scale), each frame's time, pointing and roll from its
+    (fractional) row of the auxiliary table, missing pixels as NaN and Earth as observer.
+    """
+    unit = fits.getheader(path)["BUNIT"]
+    maps = read_iris_sji(path, repair_plate_scale=True)
     frames = []
-    usable = np.isfinite(cube).mean(axis=(1, 2)) >= MIN_VALID_FRACTION
-    times = times[usable]
-    for k in np.flatnonzero(usable):
-        time = start + aux_times[picks[k]] * u.s
-        earth = get_earth(time)
-        h = fits.Header()
-        for key in ("TELESCOP", "INSTRUME", "OBSID", "OBS_DESC", "TWAVE1", "WAVELNTH", "BUNIT", "DSUN_OBS"):
-            if key in header:
-                h[key] = header[key]
-        h["TELESCOP"], h["INSTRUME"] = "IRIS", "SJI"
-        h["DATE-OBS"] = time.isot
-        h.update(
-            {
-                "CTYPE1": "HPLN-TAN",
-                "CTYPE2": "HPLT-TAN",
-                "CUNIT1": "arcsec",
-                "CUNIT2": "arcsec",
-                "CDELT1": cdelt1,
-                "CDELT2": cdelt2,
-                "CRPIX1": (nx + 1) / 2,
-                "CRPIX2": (ny + 1) / 2,
-                "CRVAL1": header["XCEN"],
-                "CRVAL2": header["YCEN"],
-                "PC1_1": header["PC1_1"],
-                "PC1_2": header["PC1_2"],
-                "PC2_1": header["PC2_1"],
-                "PC2_2": header["PC2_2"],
-                "HGLN_OBS": 0.0,
-                "HGLT_OBS": earth.lat.to_value(u.deg),
-                "RSUN_REF": 695700000.0,
-            }
+    for m in maps:
+        if np.isfinite(m.data).mean() < MIN_VALID_FRACTION:
+            continue
+        header = m.fits_header
+        header["BUNIT"] = unit
+        header["HISTORY"] = (
+            f"coalign sample: frame {m.meta['frame']} of {path.name} (irispy-lmsal 0.5.0 test data), "
+            "read by coalign.io.iris.read_iris_sji(repair_plate_scale=True): plate scale of the zoom, "
+            "per-frame pointing XCENIX/YCENIX and roll PC*IX from the auxiliary table"
         )
-        h["HISTORY"] = f"coalign sample: frame {k} of {path.name} (irispy-lmsal 0.5.0 test data)"
-        h["HISTORY"] = "WCS repaired: CDELT = FOV / NAXIS, CRPIX at the array centre, CRVAL = XCEN/YCEN"
-        frames.append((cube[k], h))
-    print(f"{path.name}: kept {usable.sum()} of {n_frames} frames (others are mostly missing)")
-    return frames, times
+        frames.append((m.data.astype(np.float32), header))
+    print(f"{path.name}: kept {len(frames)} of {len(maps)} frames (others are mostly missing)")
+    return frames, Time([h["DATE-OBS"] for _, h in frames])
 
 
 def raster_from_sequence(frames, times):
-    """A raster (x = slit steps) sampled column by column from a frame sequence at the column times."""
-    centre = frames[0][1]
-    roll = np.arctan2(centre["PC1_2"], centre["PC1_1"])
+    """A raster (x = slit steps) sampled column by column from a frame sequence at the column times.
+
+    It is pointed, rolled and sized along the slit like the frame nearest its mid time.
+    """
+    start = times[0] + 60 * u.s
+    column_times = start + np.arange(RASTER_NX) * RASTER_STEP_S * u.s
+    middle = column_times[RASTER_NX // 2]
+    centre = frames[int(np.argmin(np.abs((times - middle).to_value(u.s))))][1]
+    # The repaired PC is the native rotation conjugated by the (slightly unequal) zoom factors of the two
+    # axes; the raster gets that rotation.
+    roll = np.arctan2(centre["PC1_2"] - centre["PC2_1"], centre["PC1_1"] + centre["PC2_2"])
     wcs = WCS(naxis=2)
     wcs.wcs.ctype = ["HPLN-TAN", "HPLT-TAN"]
     wcs.wcs.cunit = ["arcsec", "arcsec"]
@@ -110,11 +86,9 @@ def raster_from_sequence(frames, times):
     wcs.wcs.crpix = [(RASTER_NX + 1) / 2, (RASTER_NY + 1) / 2]
     wcs.wcs.crval = [centre["CRVAL1"], centre["CRVAL2"]]
     wcs.wcs.pc = [[np.cos(roll), np.sin(roll)], [-np.sin(roll), np.cos(roll)]]
-    start = times[0] + 60 * u.s
-    column_times = start + np.arange(RASTER_NX) * RASTER_STEP_S * u.s
-    wcs.wcs.dateobs = column_times[RASTER_NX // 2].isot
+    wcs.wcs.dateobs = middle.isot
     wcs.wcs.aux.hgln_obs = 0.0
-    wcs.wcs.aux.hglt_obs = get_earth(column_times[RASTER_NX // 2]).lat.to_value(u.deg)
+    wcs.wcs.aux.hglt_obs = get_earth(middle).lat.to_value(u.deg)
     wcs.wcs.aux.dsun_obs = centre["DSUN_OBS"]
     wcs.wcs.aux.rsun_ref = centre["RSUN_REF"]
     wcs.wcs.set()
@@ -150,7 +124,8 @@ def main(source: str) -> None:
     header["BUNIT"] = "Corrected DN"
     header["HISTORY"] = (
         "coalign sample: raster built column by column from the odd frames of the IRIS SJI 1400 "
-        "sequence (irispy-lmsal 0.5.0 test data, repaired WCS), nearest frame per column, "
+        "sequence (irispy-lmsal 0.5.0 test data, read with read_iris_sji(repair_plate_scale=True)), "
+        "blended linearly in time between the two frames bracketing each column, "
         f"plus Gaussian noise of {NOISE_FRACTION} x its robust standard deviation"
     )
     table = Table({"COLUMN": np.arange(RASTER_NX), "TIME_S": (column_times - column_times[0]).to_value(u.s)})

@@ -58,6 +58,17 @@ def _move_iris_pointing(hdul: fits.HDUList, pointing) -> None:
     hdul[0].header = primary
 
 
+def _scale_iris_fov(hdul: fits.HDUList, fov: dict, transform: Transform) -> None:
+    """Put `~coalign.io.iris.corrected_iris_fov` values into the (in-memory) HDU list about to be written."""
+    for index, values in fov.items():
+        header = hdul[index].header.copy()
+        for key, value in values.items():
+            factor = transform.sx if key == "FOVX" else transform.sy
+            header[key] = value
+            header.add_history(f"coalign: {key} x {factor:.6f} with the plate-scale correction")
+        hdul[index].header = header
+
+
 def _atomic_write(hdul: fits.HDUList, output: Path) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
     os.close(fd)
@@ -92,7 +103,9 @@ def write_corrected(input_path, transform: Transform, output_path, *, references
     IRIS level-2 files also give their pointing outside the WCS, in ``XCEN``/``YCEN`` of the primary
     header and per exposure in the ``XCENIX``/``YCENIX`` columns of the auxiliary extension: these move
     with the correction too (`~coalign.io.iris.corrected_iris_pointing`; HISTORY lines say how), and
-    only those values of that extension change.
+    only those values of that extension change. Their field of view, ``FOVX``/``FOVY``, is multiplied by
+    ``sx``/``sy`` (`~coalign.io.iris.corrected_iris_fov`), so a scale-corrected file still reads back as
+    consistent, not as a resampled one.
 
     Parameters
     ----------
@@ -112,13 +125,14 @@ def write_corrected(input_path, transform: Transform, output_path, *, references
     Path
         The output path.
     """
-    from coalign.io.iris import corrected_iris_pointing  # iris imports this module
+    from coalign.io.iris import corrected_iris_fov, corrected_iris_pointing  # iris imports this module
 
     input_path, output = Path(input_path), Path(output_path)
     _check_output(input_path, output, overwrite)
     params_text = json.dumps(transform.as_dict(), separators=(",", ":"))
     with fits.open(input_path, do_not_scale_image_data=True, mode="readonly") as hdul:
         pointing = corrected_iris_pointing(hdul, transform, name=input_path.name)
+        fov = corrected_iris_fov(hdul, transform)
         corrected = 0
         for hdu in hdul:
             axes = celestial_axes(hdu.header) if hdu.is_image else None
@@ -140,6 +154,7 @@ def write_corrected(input_path, transform: Transform, output_path, *, references
             )
         if pointing is not None:
             _move_iris_pointing(hdul, pointing)
+        _scale_iris_fov(hdul, fov, transform)
         _atomic_write(hdul, output)
     return output
 

@@ -51,6 +51,7 @@ from coalign.transform import Transform
 __all__ = [
     "FILL_VALUE",
     "PointingUpdate",
+    "corrected_iris_fov",
     "corrected_iris_pointing",
     "integrate_spectra",
     "iris_column_times",
@@ -797,3 +798,38 @@ def corrected_iris_pointing(hdul, transform: Transform, *, name: str = "the file
     )
     new = {key: float(value) for key, value in zip(keys, new_centre, strict=False)}
     return PointingUpdate(aux_index, data, new, history)
+
+
+def corrected_iris_fov(hdul, transform: Transform) -> dict[int, dict[str, float]]:
+    """The field of view an IRIS L2 file gives besides its WCS, scaled by a correction's plate scale.
+
+    IRIS level-2 headers (the primary header; any other HDU that carries them too) give the field of view
+    in arcsec as ``FOVX`` (along solar x: the SJI columns or the raster steps) and ``FOVY`` (along solar y:
+    the SJI rows or the slit). A correction multiplies ``CDELT`` by ``sx``, ``sy``; the field of view scales
+    with it, ``FOVX * sx`` and ``FOVY * sy``. The readers compare ``FOVX / CDELT`` with ``NAXIS`` to
+    recognise resampled files (`repair_resampled_header`): were the field of view left alone, a corrected
+    file whose scale changed by more than ~5 % (``PLATE_SCALE_TOLERANCE``) would look resampled, and one
+    read with ``repair_plate_scale=True`` would be repaired for a wrong native size.
+
+    Parameters
+    ----------
+    hdul : `~astropy.io.fits.HDUList`
+        An open file. Not modified.
+    transform : Transform
+        The correction applied to the file's WCS.
+
+    Returns
+    -------
+    dict
+        ``{hdu_index: {"FOVX": value, "FOVY": value}}`` with the scaled keys each HDU has, for the axes
+        whose factor is not 1; empty when the file is not an IRIS file or the correction has no scale.
+    """
+    if not _is_iris(hdul[0].header):
+        return {}
+    factors = {key: f for key, f in (("FOVX", transform.sx), ("FOVY", transform.sy)) if f != 1.0}
+    out = {}
+    for index, hdu in enumerate(hdul):
+        scaled = {key: float(hdu.header[key]) * f for key, f in factors.items() if key in hdu.header}
+        if scaled:
+            out[index] = scaled
+    return out

@@ -420,8 +420,7 @@ def test_sji_with_an_aux_table_not_resampled_with_the_cube(tmp_path):
 
 
 def _sji_as_written(path, bad_pointing: bool):
-    """Frames of an SJI file with the WCS as written (no plate-scale repair: a scale correction changes
-    ``FOVX / CDELT1``, from which the repair infers the native size)."""
+    """Frames of an SJI file with the WCS as written (no plate-scale repair)."""
     with pytest.warns(CoalignWarning, match=PLATE_SCALE):
         if not bad_pointing:
             return read_iris_sji(path)
@@ -476,9 +475,11 @@ def test_write_corrected_round_trip_on_the_raster(tmp_path):
             for key in ("CRVAL1", "CDELT1", "CRPIX1", "CRPIX2", "CRPIX3", "PC2_3", "PC3_2", "PC2_2", "PC3_3"):
                 assert b.header[key] == a.header[key]
             assert b.header["PRSTEP1"] == "SPATIAL-COORDINATE-CORRECTION"
-        assert _without(src[0].header, "XCEN", "YCEN", "HISTORY") == _without(
-            dst[0].header, "XCEN", "YCEN", "HISTORY"
+        assert _without(src[0].header, "XCEN", "YCEN", "FOVX", "FOVY", "HISTORY") == _without(
+            dst[0].header, "XCEN", "YCEN", "FOVX", "FOVY", "HISTORY"
         )
+        assert dst[0].header["FOVX"] == pytest.approx(src[0].header["FOVX"] * 1.01, rel=1e-15)  # the steps
+        assert dst[0].header["FOVY"] == pytest.approx(src[0].header["FOVY"] * 0.99, rel=1e-15)  # the slit
         assert _without(src[-2].header, "HISTORY") == _without(dst[-2].header, "HISTORY")
     y, x = np.mgrid[0:109:11, 0:8:2]
     for window in WINDOWS:
@@ -598,6 +599,44 @@ def test_write_corrected_moves_each_raster_step_pointing_as_its_pixel(tmp_path):
     np.testing.assert_allclose(np.diff(moved), 0.01 * cdelt3 * np.diff(steps), rtol=1e-3)
     assert moved[3] == pytest.approx(truth.dx, abs=2e-4)  # step 4 is CRPIX3 (to the pointing jitter)
     np.testing.assert_allclose(centre, [truth.dx, truth.dy], rtol=0, atol=1e-9)  # XCEN is CRVAL3
+
+
+def _as_archive_file(hdul):
+    """Write the repaired WCS into the SJI cube's header: consistent with its array, as an archive file."""
+    header = hdul[0].header
+    hdul[0].header = repair_resampled_header(
+        header, _native_lengths({1: header["FOVX"], 2: header["FOVY"]}, header)
+    )
+
+
+def test_write_corrected_scales_the_field_of_view_with_the_plate_scale(tmp_path):
+    """FOVX/FOVY follow sx/sy: a 6 % scale correction does not make the file look resampled on re-reading."""
+    source = _copy_with(tmp_path, SJI_SNS, _as_archive_file)
+    truth = Transform(3.0, -2.0, 1.06, 1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CoalignWarning)
+        before = read_iris_sji(source)
+        out = write_corrected(source, truth, tmp_path / "sji.fits")
+        after = read_iris_sji(out)  # no "looks resampled" warning
+    with fits.open(source) as src, fits.open(out) as dst:
+        _assert_only_the_pointing_columns_changed(src, dst)
+        assert dst[0].header["FOVX"] == pytest.approx(src[0].header["FOVX"] * 1.06, rel=1e-15)
+        assert dst[0].header["FOVY"] == src[0].header["FOVY"]  # sy = 1: left alone
+        history = list(dst[0].header["HISTORY"])
+        assert "coalign: FOVX x 1.060000 with the plate-scale correction" in history
+        assert not any("FOVY" in line for line in history)
+    ny, nx = before[0].data.shape
+    y, x = np.mgrid[0:ny:6, 0:nx:6]
+    for a, b in zip(before, after, strict=True):
+        np.testing.assert_array_equal(b.data, a.data)
+        np.testing.assert_allclose(
+            _arcsec_world(b.wcs, x, y), _arcsec_world(apply_transform(a, truth).wcs, x, y), rtol=0, atol=1e-6
+        )
+    # The shrunk file itself, read with the repair, is repaired for its true native size after the correction.
+    out = write_corrected(SJI_SNS, truth, tmp_path / "shrunk.fits")
+    for a, b in zip(_sji(SJI_SNS), _sji(out), strict=True):
+        assert b.meta["cdelt1"] == pytest.approx(a.meta["cdelt1"] * 1.06, rel=1e-12)
+        assert b.meta["cdelt2"] == pytest.approx(a.meta["cdelt2"], rel=1e-12)
 
 
 def test_an_integer_auxiliary_extension_is_refused_before_writing(tmp_path):

@@ -8,7 +8,7 @@ Construction (independent of coalign's interpolation path):
   a looser bound, see `test_one_map_raw_undersampled_frame`).
 * A target is the reference resampled by scipy cubic `map_coordinates` onto a grid offset by a known
   fractional number of pixels (single map), or built column by column from the frames bracketing each
-  column's time, at the sky positions of a 2" x 1.67" raster grid, mapped through the WCS with wcslib and
+  column's time, at the sky positions of a 2" x 1.68" raster grid, mapped through the WCS with wcslib and
   blended linearly in time (synthetic raster; `coalign.build_synthetic_raster` is not used). Its WCS is
   the truth; Gaussian noise (a fraction of the robust std) and NaN holes are added to the target only.
 * A known header error ``E`` is injected with `apply_transform`; the correction to recover is
@@ -148,7 +148,7 @@ def test_one_map_raw_undersampled_frame(i):
 # --- 2. synthetic raster, shift and scale --------------------------------------------------------------
 
 RASTER_FRAMES = slice(8, 16)
-RASTER_SHAPE = (90, 64)  # rows of ~1.67", columns of 2"
+RASTER_SHAPE = (90, 64)  # rows of ~1.68", columns of 2"
 
 RASTER_CASES = [
     Transform(4.3, -3.1, 1.02, 0.985),
@@ -165,7 +165,7 @@ def _raster_frames():
 def _raster_target(seed, shape=RASTER_SHAPE, row_arcsec=None):
     """A raster whose column i is the frames bracketing its time, blended linearly, at its sky positions.
 
-    Rows have the frames' pixel size (~1.67") unless ``row_arcsec`` is given."""
+    Rows have the frames' pixel size (~1.68") unless ``row_arcsec`` is given."""
     frames = _raster_frames()
     frame_times = Time([f.date for f in frames])
     # Columns from one minute after the 2nd frame to one minute before the last but one (~49 min).
