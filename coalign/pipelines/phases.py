@@ -219,26 +219,22 @@ def run_phase(
     padded_width = target_data.shape[1] + 2 * pad[1]
     bands = frame_bands(plan, len(references), target_data.shape[1], padded_width)
     rows, columns = reachable_region(grid, target_data.shape, start, params, scale_range, roll_range)
-    frames = []
+    tasks = []
     for k, ref in enumerate(references):
-        ref_data, ref_wcs = _checked_image(ref, "reference")
-        if kernel is not None:
-            ref_data, ref_wcs = bin_to_kernel(ref_data, ref_wcs, kernel)
         rotate_to = None
         if synthetic.differential_rotation:
             rotate_to = _served_time(plan, k, column_times) if plan is not None else target_time(target)
-        frames.append(
-            reproject_image(
-                ref_data,
-                ref_wcs,
-                target_wcs,
-                target_data.shape,
-                pad=pad,
-                columns=(max(bands[k][0], columns[0]), min(bands[k][1], columns[1])),
-                rows=rows,
-                rotate_to=rotate_to,
-            )
-        )
+        band = (max(bands[k][0], columns[0]), min(bands[k][1], columns[1]))
+        tasks.append((ref, band, rotate_to))
+    resample = partial(
+        _resampled_reference,
+        kernel=kernel,
+        target_wcs=target_wcs,
+        target_shape=target_data.shape,
+        pad=pad,
+        rows=rows,
+    )
+    frames = [resample(task) for task in tasks]  # in this process: pickled WCS can differ in the last bits
     frames = np.stack(frames)
     if params.clip_percentiles is not None:
         target_data = clip_percentiles(target_data, params.clip_percentiles)
@@ -299,6 +295,24 @@ def run_phase(
         message=result.message,
         sigma=result.sigma,
         flags=result.flags,
+    )
+
+
+def _resampled_reference(task, *, kernel, target_wcs, target_shape, pad, rows) -> np.ndarray:
+    """One reference frame checked, binned to ``kernel`` and resampled over its band of the padded grid."""
+    ref, columns, rotate_to = task
+    ref_data, ref_wcs = _checked_image(ref, "reference")
+    if kernel is not None:
+        ref_data, ref_wcs = bin_to_kernel(ref_data, ref_wcs, kernel)
+    return reproject_image(
+        ref_data,
+        ref_wcs,
+        target_wcs,
+        target_shape,
+        pad=pad,
+        columns=columns,
+        rows=rows,
+        rotate_to=rotate_to,
     )
 
 
