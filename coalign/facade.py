@@ -18,7 +18,7 @@ from astropy.time import Time
 from coalign.exceptions import TimeCoverageError
 from coalign.executors import executor_map
 from coalign.io.maps import apply_transform
-from coalign.io.readers import find_reference_files, read_sequence
+from coalign.io.readers import check_sequence_coverage, find_reference_files, read_sequence, reference_times
 from coalign.params import BINNED, ONE_MAP, SYNTHETIC_RASTER, PhaseParams, SyntheticParams
 from coalign.pipelines.phases import binned_phase, one_map_phase, synthetic_raster_phase
 from coalign.results import PhaseResult
@@ -130,16 +130,22 @@ class Coaligner:
 
         Files whose DATE-OBS lies within the target's time span (``column_times``, or the map's date)
         widened by ``time_margin`` are kept, filtered by ``channel`` and ``exclude`` tokens; the frame
-        nearest the target's mid-time becomes ``reference_map``.
+        nearest the target's mid-time becomes ``reference_map``. Files that do not cover the target's
+        column times (within the default ``max_time_gap_s``) raise `~coalign.exceptions.TimeCoverageError`
+        naming them, before any map is read.
         """
         times = Time(column_times) if column_times is not None else Time([map_to_coalign.date])
+        window = (times.min() - time_margin, times.max() + time_margin)
         files = find_reference_files(
-            folder,
-            start=times.min() - time_margin,
-            end=times.max() + time_margin,
-            channel=channel,
-            exclude=tuple(exclude),
+            folder, start=window[0], end=window[1], channel=channel, exclude=tuple(exclude)
         )
+        if column_times is not None and len(files) > 1:  # before any map is read
+            check_sequence_coverage(
+                times,
+                reference_times(files),
+                target=getattr(map_to_coalign, "name", "the target"),
+                window=window,
+            )
         sequence = read_sequence(files)
         middle = times.min() + (times.max() - times.min()) / 2
         reference = min(sequence, key=lambda m: abs((m.date - middle).to_value(u.s)))

@@ -29,6 +29,17 @@ def test_facade_three_phases_from_folder_recover_the_error():
     assert set(aligner.results) == {"binned", "one_map", "synthetic_raster"}
 
 
+def test_from_folder_refuses_files_that_do_not_cover_the_raster(tmp_path):
+    """A folder whose files end ~100 minutes before the raster does: the error names the files and the fix."""
+    import shutil
+
+    raster, times, _, _ = sample()
+    for path in sorted(SAMPLE_REFERENCE_DIR.glob("*.fits"))[:10]:
+        shutil.copy(path, tmp_path / path.name)
+    with pytest.raises(TimeCoverageError, match=r"(?s)iris_sji_1400_.*Add reference files covering"):
+        Coaligner.from_folder(raster, tmp_path, column_times=times, time_margin=24 * u.h)
+
+
 def _one_map_on_its_own(raster, reference, **kwargs):
     """What a one-map search against ``reference`` finds on the sample raster with no error injected.
 
