@@ -143,7 +143,7 @@ class Coaligner:
             check_sequence_coverage(
                 times,
                 reference_times(files),
-                target=getattr(map_to_coalign, "name", "the target"),
+                target=str(getattr(map_to_coalign, "name", "")).strip() or "the target",
                 window=window,
             )
         sequence = read_sequence(files)
