@@ -10,7 +10,7 @@
 import logging
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, replace
+from dataclasses import asdict, fields, replace
 
 import astropy.units as u
 from astropy.time import Time
@@ -76,8 +76,9 @@ class Coaligner:
     ----------
     xcorr_binned_kwargs, xcorr_one_map_kwargs, synthetic_kwargs : dict
         Editable settings of the three phases (`~coalign.params.PhaseParams` field names, or the classic
-        names ``shift_range``, ``scale_step_x``...). ``synthetic_kwargs`` also takes ``max_time_gap_s``
-        and ``interpolate``.
+        names ``shift_range``, ``scale_step_x``...). ``synthetic_kwargs`` also takes the
+        `~coalign.params.SyntheticParams` fields ``max_time_gap_s``, ``interpolate`` and
+        ``differential_rotation``.
     bin_kernel_arcsec : Quantity or "auto"
         Block size of the binned phase.
     results : dict
@@ -211,7 +212,7 @@ class Coaligner:
         """Phase 3: shift and scale against the synthetic raster, from the best correction so far."""
         kwargs = dict(self.synthetic_kwargs)
         synthetic = SyntheticParams(
-            **{k: kwargs.pop(k) for k in ("max_time_gap_s", "interpolate") if k in kwargs}
+            **{f.name: kwargs.pop(f.name) for f in fields(SyntheticParams) if f.name in kwargs}
         )
         params = _params_from_kwargs(SYNTHETIC_RASTER, kwargs, "synthetic_kwargs")
         column_times = self.column_times

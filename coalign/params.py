@@ -193,10 +193,17 @@ class SyntheticParams:
     interpolate : bool
         Blend the two frames that bracket each column time linearly instead of taking the nearest frame.
     differential_rotation : bool
-        Carry each reference frame by solar differential rotation to the mean time of the target columns
-        it serves (`sunpy.coordinates.propagate_with_solar_surface`) before correlating. Off by default:
-        with frames a few minutes from their columns the motion is a fraction of a pixel, and frames are
-        blended in time anyway; turn it on for sparse sequences (e.g. hourly frames).
+        In the synthetic-raster phase, carry each reference frame by solar differential rotation
+        (`sunpy.coordinates.propagate_with_solar_surface`) to one time before correlating: the mean
+        acquisition time of the target columns it serves, weighted by its blending weight (a single
+        reference map: the target's DATE-OBS). Off the solar disc the carried frame is NaN. Off by
+        default: features move ~9 arcsec/hour near disc centre, a fraction of a pixel for frames minutes
+        from their columns. It pays off when frames serve columns hours away on one side of their time:
+        a sparse sequence with ``interpolate=False``, or columns before the first or after the last
+        frame. A frame is carried to one time only, so the drift of features across the columns it
+        serves is not modelled; with ``interpolate=True`` the blend of the two un-carried frames that
+        bracket a column already places features at the column's time on average, while carrying both
+        towards their served times removes the drift across a long raster (the scale fit absorbs it).
     """
 
     max_time_gap_s: float = 1800.0

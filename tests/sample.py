@@ -3,7 +3,9 @@
 from functools import cache
 
 import numpy as np
+import sunpy.data.test
 import sunpy.map
+from astropy.io import fits
 from astropy.time import Time
 from scipy import ndimage
 
@@ -48,3 +50,40 @@ def nan_smooth(image, sigma):
     out = np.full(image.shape, np.nan)
     out[valid] = num[valid] / den[valid]
     return out
+
+
+#: Hourly SOHO/EIT 195 series shipped with sunpy: images at 00:00 and 01:00, headers 00:00 to 12:00.
+EIT_DIR = sunpy.data.test.rootdir / "EIT"
+EIT_HEADER_DIR = sunpy.data.test.rootdir / "EIT_header"
+EIT_RESAMPLING = 8  # the files were resampled from 1024 x 1024 to 128 x 128
+
+
+def _repaired_eit_header(header):
+    """Geometry of an EIT header of sunpy's test series, made consistent with its 128 x 128 image.
+
+    The files were resampled 8x ("for SunPy") without updating CDELT (2.63"/pixel) or SOLAR_R (372.27
+    pixels): as read, the image would span 337" and sunpy would make the Sun 5.6e6 km in radius (its
+    rsun is SOLAR_R x CDELT). SOHO was rolled by 180 degrees (SC_ROLL), which sunpy does not apply.
+    """
+    header = header.copy()
+    for key in ("CDELT1", "CDELT2"):
+        header[key] = header[key] * EIT_RESAMPLING
+    header["SOLAR_R"] = header["SOLAR_R"] / EIT_RESAMPLING
+    header["CROTA2"] = float(header["SC_ROLL"])
+    return header
+
+
+def eit_header(hour: int):
+    """Repaired header of the EIT frame taken at ``hour`` (0 to 12) on 2004-03-01."""
+    (path,) = EIT_HEADER_DIR.glob(f"efz20040301.{hour:02d}00??_s.header")
+    return _repaired_eit_header(fits.Header.fromtextfile(path))
+
+
+@cache
+def eit_map(hour: int):
+    """The real EIT image of ``hour`` (0 or 1) on 2004-03-01, repaired header, telemetry gaps (0) as NaN."""
+    (path,) = EIT_DIR.glob(f"efz20040301.{hour:02d}00??_s.fits")
+    data, header = fits.getdata(path, header=True)
+    data = data.astype(float)
+    data[data == 0] = np.nan
+    return sunpy.map.Map(data, _repaired_eit_header(header))

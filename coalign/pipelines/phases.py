@@ -99,9 +99,15 @@ def _reference_times(references) -> Time:
     return Time(times)
 
 
-def _served_time(plan: FramePlan, k: int, column_times: Time) -> Time:
-    """Mean acquisition time of the target columns that use frame ``k`` (weighted by their blend)."""
+def _served_time(plan: FramePlan, k: int, column_times: Time) -> Time | None:
+    """Mean acquisition time of the target columns that use frame ``k`` (weighted by their blend).
+
+    None when the frame has zero weight in every column (e.g. the lower frame of columns after the last
+    frame, where the blend is clipped to the last frame): it contributes nothing and is not carried.
+    """
     weight = np.where(plan.lower == k, 1.0 - plan.weight, 0.0) + np.where(plan.upper == k, plan.weight, 0.0)
+    if not weight.sum() > 0:
+        return None
     seconds = (column_times - column_times[0]).to_value("s")
     return column_times[0] + np.average(seconds, weights=weight) * u.s
 

@@ -112,7 +112,12 @@ def reproject_image(
     between two times would hold features fixed in inertial space and shift them by the Earth's orbital
     motion, ~0.7 arcsec/hour from 1 au). With ``rotate_to``, features are instead carried by solar
     differential rotation from the reference's time to ``rotate_to``
-    (`sunpy.coordinates.propagate_with_solar_surface`).
+    (`sunpy.coordinates.propagate_with_solar_surface`): the target grid is evaluated at ``rotate_to``
+    and its sky positions are followed on the rotating solar surface back to the reference's time.
+
+    Sky positions off the solar disc have no surface point to follow: they come out NaN with
+    ``rotate_to``, and also whenever the target's observer differs from the reference's (sunpy changes
+    observer through the solar surface), so the corona above the limb is then lost.
 
     Parameters
     ----------
@@ -130,7 +135,9 @@ def reproject_image(
         ``"interp"`` (bilinear, fast) or ``"adaptive"`` (anti-aliased; use it when the reference is much
         finer than the target).
     rotate_to : `~astropy.time.Time`, optional
-        Compensate differential rotation from the reference's time to this time.
+        Time to carry the reference's features to by solar differential rotation (default: none, the
+        grid is evaluated at the reference's time). Needs the reference WCS's DATE-OBS or DATE-AVG; the
+        target's observer position is kept as its WCS writes it. Off-disc pixels become NaN.
     columns : (int, int), optional
         Resample only padded-grid columns ``start:stop`` (the rest is NaN): a frame of a synthetic raster
         serves only the columns observed near its time.
@@ -140,7 +147,8 @@ def reproject_image(
     Returns
     -------
     resampled : (ny + 2 pad_y, nx + 2 pad_x) ndarray
-        NaN outside the reference.
+        NaN outside the reference, outside ``columns``, and off the solar disc with ``rotate_to`` or a
+        change of observer.
     """
     reference = np.asarray(reference, dtype=float)
     if reference.ndim != 2:
@@ -154,7 +162,8 @@ def reproject_image(
     if rotate_to is not None and reference_time is None:
         raise ValueError("rotate_to needs the reference WCS's observation time (DATE-OBS or DATE-AVG)")
     frame_time = rotate_to if rotate_to is not None else reference_time
-    if frame_time is not None and observation_time(out_wcs) is not None:
+    if rotate_to is not None or (frame_time is not None and observation_time(out_wcs) is not None):
+        # With rotate_to the grid must carry that time even if its WCS has none, else nothing is carried.
         out_wcs = wcs_at_time(out_wcs, frame_time)
     start, stop = columns if columns is not None else (0, out_shape[1])
     first_row, end_row = rows if rows is not None else (0, out_shape[0])
