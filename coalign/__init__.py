@@ -43,7 +43,15 @@ from coalign.facade import Coaligner
 from coalign.io.fits import write_corrected, write_map
 from coalign.io.iris import iris_column_times, iris_windows, read_iris_raster, read_iris_sji
 from coalign.io.maps import apply_transform, correct_header, make_corrected_wcs_map
-from coalign.io.readers import column_times_of, find_reference_files, read_map, read_raster, read_sequence
+from coalign.io.readers import (
+    check_sequence_coverage,
+    column_times_of,
+    find_reference_files,
+    read_map,
+    read_raster,
+    read_sequence,
+    reference_times,
+)
 from coalign.io.spice import read_spice_raster, spice_column_times, spice_windows
 from coalign.params import BINNED, ONE_MAP, SYNTHETIC_RASTER, PhaseParams, SyntheticParams
 from coalign.pipelines.phases import (
@@ -99,6 +107,7 @@ __all__ = [
     "bin_wcs",
     "binned_phase",
     "build_synthetic_raster",
+    "check_sequence_coverage",
     "client_map",
     "clip_percentiles",
     "coadd_cubes",
@@ -130,6 +139,7 @@ __all__ = [
     "read_sequence",
     "read_spice_raster",
     "read_target",
+    "reference_times",
     "refine",
     "register_cubes",
     "register_images",
