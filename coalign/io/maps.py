@@ -44,7 +44,8 @@ def correct_header(
     """
     out = header.copy()
     keys = {k.upper() for k in out.keys()}
-    if transform.roll:
+    if transform.roll or ("CROTA2" in keys and transform.sx != transform.sy):
+        # (CROTA2 alone cannot hold a rotation once the pixels' aspect changes: rewritten as PC)
         _apply_roll(out, keys, transform, lon_axis, lat_axis)
     for axis, shift, scale in (
         (lon_axis, transform.dx, transform.sx),

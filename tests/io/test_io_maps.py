@@ -122,14 +122,15 @@ def _celestial_header(kind: str) -> fits.Header:
     return header
 
 
+@pytest.mark.parametrize("roll", [0.8, 0.0])
 @pytest.mark.parametrize("kind", ["pc", "cd", "crota", "raster"])
-def test_roll_follows_the_convention_on_every_header_form(kind):
+def test_roll_follows_the_convention_on_every_header_form(kind, roll):
     """Intermediate world coordinates after the correction are d + R(roll) diag(s) times the original ones
     (about CRPIX), for non-square pixels, PC, CD, CROTA2 and a 3-D raster with a coupled time axis."""
     from astropy.wcs import WCS
 
     header = _celestial_header(kind)
-    transform = Transform(4.0, -3.0, 1.02, 0.97, 0.8)
+    transform = Transform(4.0, -3.0, 1.02, 0.97, roll)
     lon, lat = (3, 2) if kind == "raster" else (1, 2)
     corrected = correct_header(header, transform, lon_axis=lon, lat_axis=lat)
     before, after = WCS(header), WCS(corrected)
