@@ -193,22 +193,23 @@ class SyntheticParams:
     interpolate : bool
         Blend the two frames that bracket each column time linearly instead of taking the nearest frame.
     differential_rotation : bool
-        In the synthetic-raster phase, carry each reference frame by solar differential rotation
-        (`sunpy.coordinates.propagate_with_solar_surface`) to one time before correlating: the mean
-        acquisition time of the target columns it serves, weighted by its blending weight (a single
-        reference map: the target's DATE-OBS). Off the solar disc the carried frame is NaN. Off by
-        default: features move ~9 arcsec/hour near disc centre, a fraction of a pixel for frames minutes
-        from their columns. It pays off when frames serve columns hours away on one side of their time:
-        a sparse sequence with ``interpolate=False``, or columns before the first or after the last
-        frame. A frame is carried to one time only, so the drift of features across the columns it
-        serves is not modelled; with ``interpolate=True`` the blend of the two un-carried frames that
-        bracket a column already places features at the column's time on average, while carrying both
-        towards their served times removes the drift across a long raster (the scale fit absorbs it).
+        In the synthetic-raster phase, carry the reference frames by solar differential rotation
+        (`sunpy.coordinates.propagate_with_solar_surface`) to the times of the columns they serve before
+        correlating: the columns using each frame (pair) are cut into chunks spanning at most
+        ``rotation_chunk_s``, and each chunk gets its own copy of its frame(s), carried to the chunk's mean
+        time (`~coalign.stages.synthetic.carried_frames`); a single reference map is carried to the
+        target's DATE-OBS. Off the solar disc the carried frames are NaN. Off by default: features move
+        ~9 arcsec/hour near disc centre, a fraction of a pixel for frames minutes from their columns. It
+        pays off with sparse sequences (frames an hour or more apart) and with columns before the first
+        or after the last frame. Each copy is one more reprojection.
+    rotation_chunk_s : float
+        Longest time span of the columns sharing one carried copy of a frame.
     """
 
     max_time_gap_s: float = 1800.0
     interpolate: bool = True
     differential_rotation: bool = False
+    rotation_chunk_s: float = 600.0
 
     def __post_init__(self):
         gap = self.max_time_gap_s
@@ -216,6 +217,11 @@ class SyntheticParams:
         if not gap > 0:
             raise ValueError(f"max_time_gap_s must be > 0, got {gap!r}; use e.g. 30 * u.min")
         object.__setattr__(self, "max_time_gap_s", gap)
+        chunk = self.rotation_chunk_s
+        chunk = float(chunk.to_value(u.s) if isinstance(chunk, u.Quantity) else chunk)
+        if not chunk > 0:
+            raise ValueError(f"rotation_chunk_s must be > 0, got {chunk!r}; use e.g. 10 * u.min")
+        object.__setattr__(self, "rotation_chunk_s", chunk)
 
 
 #: Phase 1: coarse and wide, on binned maps. Raster pointing errors reach tens of arcsec.

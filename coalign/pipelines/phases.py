@@ -16,7 +16,6 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
-import astropy.units as u
 import numpy as np
 from astropy.time import Time
 
@@ -45,7 +44,7 @@ from coalign.stages.refine import uncertainty
 from coalign.stages.reproject import pad_for_search, reproject_image
 from coalign.stages.sampling import FramePlan, prepare_frames
 from coalign.stages.search import grid_search, population_search
-from coalign.stages.synthetic import select_frames
+from coalign.stages.synthetic import carried_frames, select_frames
 from coalign.transform import TargetGrid, Transform, grid_from_wcs
 
 __all__ = [
@@ -97,19 +96,6 @@ def _reference_times(references) -> Time:
             "every reference map needs an observation time (DATE-OBS) for a synthetic raster"
         )
     return Time(times)
-
-
-def _served_time(plan: FramePlan, k: int, column_times: Time) -> Time | None:
-    """Mean acquisition time of the target columns that use frame ``k`` (weighted by their blend).
-
-    None when the frame has zero weight in every column (e.g. the lower frame of columns after the last
-    frame, where the blend is clipped to the last frame): it contributes nothing and is not carried.
-    """
-    weight = np.where(plan.lower == k, 1.0 - plan.weight, 0.0) + np.where(plan.upper == k, plan.weight, 0.0)
-    if not weight.sum() > 0:
-        return None
-    seconds = (column_times - column_times[0]).to_value("s")
-    return column_times[0] + np.average(seconds, weights=weight) * u.s
 
 
 def target_time(target) -> Time:
@@ -222,16 +208,23 @@ def run_phase(
     )
     grid = grid.with_pad(pad)
     plan = FramePlan(*plan_columns) if plan_columns is not None else None
+    rotate_to = [None] * len(references)
+    if synthetic.differential_rotation and plan is not None:
+        carried = carried_frames(plan, column_times, synthetic.rotation_chunk_s)
+        references, rotate_to, plan = (
+            [references[k] for k in carried.source],
+            list(carried.times),
+            carried.plan,
+        )
+    elif synthetic.differential_rotation:
+        rotate_to = [target_time(target)] * len(references)
     padded_width = target_data.shape[1] + 2 * pad[1]
     bands = frame_bands(plan, len(references), target_data.shape[1], padded_width)
     rows, columns = reachable_region(grid, target_data.shape, start, params, scale_range, roll_range)
-    tasks = []
-    for k, ref in enumerate(references):
-        rotate_to = None
-        if synthetic.differential_rotation:
-            rotate_to = _served_time(plan, k, column_times) if plan is not None else target_time(target)
-        band = (max(bands[k][0], columns[0]), min(bands[k][1], columns[1]))
-        tasks.append((ref, band, rotate_to))
+    tasks = [
+        (ref, (max(band[0], columns[0]), min(band[1], columns[1])), when)
+        for ref, band, when in zip(references, bands, rotate_to, strict=True)
+    ]
     resample = partial(
         _resampled_reference,
         kernel=kernel,

@@ -1,5 +1,8 @@
 """Synthetic raster: each target column taken from the reference frame(s) at that column's time."""
 
+from typing import NamedTuple
+
+import astropy.units as u
 import numpy as np
 from astropy.time import Time
 
@@ -8,7 +11,7 @@ from coalign.params import SyntheticParams
 from coalign.stages.sampling import FramePlan, sample_reference
 from coalign.transform import TargetGrid, Transform
 
-__all__ = ["build_synthetic_raster", "select_frames"]
+__all__ = ["CarriedFrames", "build_synthetic_raster", "carried_frames", "select_frames"]
 
 
 def select_frames(
@@ -68,6 +71,60 @@ def select_frames(
         np.divide(col_s - sorted_s[lower_pos], span, out=np.zeros_like(col_s), where=span > 0), 0, 1
     )
     return FramePlan(order[lower_pos], order[upper_pos], weight)
+
+
+class CarriedFrames(NamedTuple):
+    """Copies of reference frames, each to be carried by solar rotation to one time (`carried_frames`)."""
+
+    source: np.ndarray  #: original frame index of each copy
+    times: Time  #: time each copy is carried to
+    plan: FramePlan  #: the columns' plan over the copies
+
+
+def carried_frames(plan: FramePlan, column_times: Time, chunk_s: float) -> CarriedFrames:
+    """Split a plan into chunks of columns, each with its own copies of its frames and one target time.
+
+    Columns that use the same frame pair are cut into chunks spanning at most ``chunk_s`` seconds; each
+    chunk gets its own copy of its lower and upper frames, to be carried to the mean time of its columns.
+    With blending, both frames that bracket a column are then carried to (nearly) that column's time, so
+    the synthetic raster keeps the drift of features across the scan.
+
+    Examples
+    --------
+    >>> plan = FramePlan(np.array([0, 0, 0, 0]), np.array([1, 1, 1, 1]), np.array([0.1, 0.4, 0.6, 0.9]))
+    >>> times = Time("2020-01-01") + np.array([0, 60, 120, 180]) * u.s
+    >>> carried = carried_frames(plan, times, 90.0)
+    >>> carried.source.tolist(), carried.plan.lower.tolist(), carried.plan.upper.tolist()
+    ([0, 1, 0, 1], [0, 0, 2, 2], [1, 1, 3, 3])
+    >>> (carried.times - times[0]).to_value("s").tolist()
+    [30.0, 30.0, 150.0, 150.0]
+    """
+    column_times = Time(column_times)
+    seconds = (column_times - column_times.min()).to_value("s")
+    lower, upper = np.empty_like(plan.lower), np.empty_like(plan.upper)
+    sources, targets = [], []
+    pairs = {}
+    for col, (lo, hi, w) in enumerate(zip(plan.lower, plan.upper, plan.weight, strict=True)):
+        pairs.setdefault((int(lo), int(hi) if w > 0 else int(lo)), []).append(col)
+    for (lo, hi), columns in pairs.items():
+        columns = np.array(sorted(columns, key=lambda c: seconds[c]))
+        start = 0
+        while start < columns.size:
+            stop = start + 1
+            while stop < columns.size and seconds[columns[stop]] - seconds[columns[start]] <= chunk_s:
+                stop += 1
+            chunk = columns[start:stop]
+            when = column_times.min() + np.mean(seconds[chunk]) * u.s
+            lower[chunk] = len(sources)
+            sources.append(lo)
+            targets.append(when)
+            if hi != lo:
+                sources.append(hi)
+                targets.append(when)
+            upper[chunk] = len(sources) - 1
+            start = stop
+    weight = np.where(upper != lower, plan.weight, 0.0)
+    return CarriedFrames(np.array(sources), Time(targets), FramePlan(lower, upper, weight))
 
 
 def build_synthetic_raster(
