@@ -81,6 +81,7 @@ def run_align(
     overwrite=False,
     n_jobs=1,
     max_time_gap_s=None,
+    fit_roll=False,
 ) -> dict:
     """Align one target file against a reference (and optionally a sequence); write the corrected FITS.
 
@@ -102,6 +103,8 @@ def run_align(
         SPICE window index or name.
     json_path : path-like, optional
         Where to write the result as JSON.
+    fit_roll : bool
+        Fit the roll too in the synthetic-raster phase (`~coalign.params.PhaseParams.fit_roll`).
     max_time_gap_s : float, optional
         Largest allowed gap between a target column and its nearest sequence file (seconds); default
         that of `~coalign.params.SyntheticParams`.
@@ -129,6 +132,7 @@ def run_align(
     maps = read_sequence(files) if files else None
     aligner = Coaligner(target, reference, maps, column_times=column_times if maps else None, n_jobs=n_jobs)
     aligner.synthetic_kwargs["max_time_gap_s"] = gap
+    aligner.synthetic_kwargs["fit_roll"] = fit_roll
     t0 = time.perf_counter()
     aligner.run_all()
     found = aligner.best_params
@@ -248,6 +252,7 @@ def main(argv=None) -> int:
     align.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     align.add_argument("--jobs", type=int, default=1, help="worker processes (default: 1)")
     align.add_argument("--max-time-gap", **max_time_gap)
+    align.add_argument("--fit-roll", action="store_true", help="fit the roll too (synthetic-raster phase)")
     batch = sub.add_parser(
         "batch",
         help="correct the pointing of many files (resumable table; serial, process pool or dask)",
@@ -309,11 +314,13 @@ def main(argv=None) -> int:
             overwrite=args.overwrite,
             n_jobs=args.jobs,
             max_time_gap_s=args.max_time_gap,
+            fit_roll=args.fit_roll,
         )
         t = report["transform"]
         print(
             f"correction: dx={t['dx_arcsec']:+.3f} arcsec dy={t['dy_arcsec']:+.3f} arcsec sx={t['sx']:.5f} "
-            f"sy={t['sy']:.5f} (r={report['score']:.4f}, {report['total_s']:.1f} s)\nwrote {report['output']}"
+            f"sy={t['sy']:.5f} roll={t['roll_deg']:+.4f} deg (r={report['score']:.4f}, "
+            f"{report['total_s']:.1f} s)\nwrote {report['output']}"
         )
         return 0
     return 2

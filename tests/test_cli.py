@@ -57,6 +57,27 @@ def test_align_command_on_the_sample(tmp_path, capsys):
         main([*args[:-4], "--out", str(injected), "--overwrite"])
 
 
+def test_align_command_fits_the_roll_when_asked(tmp_path, capsys):
+    """A 0.8 degree roll written into the sample raster's header is found by --fit-roll and undone in the
+    corrected file's PC matrix (roll 0 without the flag)."""
+    from astropy.io import fits
+
+    from coalign import Transform, write_corrected
+    from coalign.data import SAMPLE_RASTER, SAMPLE_REFERENCE_DIR, sample_reference_files
+
+    injected = write_corrected(SAMPLE_RASTER, Transform(roll=0.8), tmp_path / "target.fits")
+    args = ["align", str(injected), "--reference", str(sample_reference_files()[12])]
+    args += ["--sequence", str(SAMPLE_REFERENCE_DIR), "--out", str(tmp_path / "out.fits")]
+    assert main([*args, "--json", str(tmp_path / "out.json"), "--fit-roll"]) == 0
+    found = json.loads((tmp_path / "out.json").read_text())["transform"]
+    assert abs(found["roll_deg"] + 0.8) < 0.1, found
+    assert "roll=-0." in capsys.readouterr().out
+    original, corrected = fits.getheader(SAMPLE_RASTER), fits.getheader(tmp_path / "out.fits")
+    assert corrected["PC1_2"] == pytest.approx(original["PC1_2"], abs=0.1 * np.deg2rad(1) * 2.0)
+    assert main([*args[:-1], str(tmp_path / "plain.fits"), "--json", str(tmp_path / "plain.json")]) == 0
+    assert json.loads((tmp_path / "plain.json").read_text())["transform"]["roll_deg"] == 0.0
+
+
 def test_batch_command(tmp_path, capsys):
     from coalign import Transform, write_corrected
     from coalign.batch import read_batch_table
