@@ -300,24 +300,8 @@ def fft_search(
         factor = row_binning_factor(grid, target.shape[0]) if params.scale_grid_square_bins else 1
         problem = bin_rows(target, frames, grid, factor) if factor > 1 else full_resolution
         grid_best_at = _shift_scorer(*problem, start, params, plan)
-        if params.fit_scale:
-            low, high = params.scale_range
-            sxs = _scale_axis(low, high, params.scale_step, start.sx)
-            x_peaks = list(map_fn(_call_best, [(grid_best_at, sx, start.sy, start.roll) for sx in sxs]))
-            best_sx = max(x_peaks, key=lambda p: _key(p.score)).transform.sx
-            sys_ = _scale_axis(low, high, params.scale_step, start.sy)
-            y_peaks = list(map_fn(_call_best, [(grid_best_at, best_sx, sy, start.roll) for sy in sys_]))
-            peaks += x_peaks + y_peaks
-            n_eval += len(sxs) + len(sys_)
-            sx0 = _vertex(sxs, [p.score for p in x_peaks])
-            linear_start = (sx0, _vertex(sys_, [p.score for p in y_peaks]), start.roll)
-        if params.fit_roll:
-            low, high = params.roll_range_deg
-            rolls = _scale_axis(low, high, params.roll_step_deg, start.roll)
-            r_peaks = list(map_fn(_call_best, [(grid_best_at, *linear_start[:2], roll) for roll in rolls]))
-            peaks += r_peaks
-            n_eval += len(rolls)
-            linear_start = (*linear_start[:2], _vertex(rolls, [p.score for p in r_peaks]))
+        peaks, linear_start = _scale_and_roll_grids(grid_best_at, start, params, map_fn)
+        n_eval += len(peaks)
         del grid_best_at, problem
     if factor > 1 or not peaks:  # the shift at full resolution, at the grid's best scale and roll
         best_at = _shift_scorer(*full_resolution, start, params, plan)
@@ -349,6 +333,30 @@ def fft_search(
     if "edge" in flags:
         message = "peak on the edge of the search window"
     return SearchResult(transform, score, n_eval, history, message, refined.sigma, flags)
+
+
+def _scale_and_roll_grids(best_at, start: Transform, params: PhaseParams, map_fn):
+    """Peaks of the 1-D grids on ``sx``, then ``sy`` (``params.fit_scale``), then the roll
+    (``params.fit_roll``), each at the best of the previous ones; and ``(sx, sy, roll)`` at the vertices of
+    parabolas through the best grid scores."""
+    sx, sy, roll = start.sx, start.sy, start.roll
+    peaks = []
+    if params.fit_scale:
+        low, high = params.scale_range
+        sxs = _scale_axis(low, high, params.scale_step, start.sx)
+        x_peaks = list(map_fn(_call_best, [(best_at, value, sy, roll) for value in sxs]))
+        best_sx = max(x_peaks, key=lambda p: _key(p.score)).transform.sx
+        sys_ = _scale_axis(low, high, params.scale_step, start.sy)
+        y_peaks = list(map_fn(_call_best, [(best_at, best_sx, value, roll) for value in sys_]))
+        peaks += x_peaks + y_peaks
+        sx, sy = _vertex(sxs, [p.score for p in x_peaks]), _vertex(sys_, [p.score for p in y_peaks])
+    if params.fit_roll:
+        low, high = params.roll_range_deg
+        rolls = _scale_axis(low, high, params.roll_step_deg, start.roll)
+        r_peaks = list(map_fn(_call_best, [(best_at, sx, sy, value) for value in rolls]))
+        peaks += r_peaks
+        roll = _vertex(rolls, [p.score for p in r_peaks])
+    return peaks, (sx, sy, roll)
 
 
 def _shift_scorer(target, frames, grid, start, params, plan):
