@@ -96,7 +96,7 @@ def carried_frames(plan: FramePlan, column_times: Time, chunk_s: float) -> Carri
     >>> carried = carried_frames(plan, times, 90.0)
     >>> carried.source.tolist(), carried.plan.lower.tolist(), carried.plan.upper.tolist()
     ([0, 1, 0, 1], [0, 0, 2, 2], [1, 1, 3, 3])
-    >>> (carried.times - times[0]).to_value("s").tolist()
+    >>> (carried.times - times[0]).to_value("s").round(6).tolist()
     [30.0, 30.0, 150.0, 150.0]
     """
     column_times = Time(column_times)
