@@ -42,6 +42,17 @@ def synthetic_reference():
     return sunpy.map.Map(data, raster.meta)
 
 
+def cubic_sample(image, yy, xx):
+    """scipy cubic interpolation at (yy, xx), independent of coalign's sampling; NaN where the bilinear
+    support touches a NaN pixel (holes are filled with the mean before the spline, masked after)."""
+    valid = np.isfinite(image)
+    filled = np.where(valid, image, np.nanmean(image))
+    values = ndimage.map_coordinates(filled, [yy, xx], order=3, mode="nearest")
+    support = ndimage.map_coordinates(valid.astype(float), [yy, xx], order=1, cval=0.0)
+    values[support < 1 - 1e-9] = np.nan
+    return values
+
+
 def nan_smooth(image, sigma):
     """Gaussian smoothing that ignores NaN pixels and keeps them NaN."""
     valid = np.isfinite(image)

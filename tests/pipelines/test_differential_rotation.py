@@ -56,7 +56,7 @@ from coalign import (
 )
 from coalign.stages.sampling import FramePlan
 from coalign.stages.synthetic import carried_frames
-from tests.sample import eit_header, eit_map, nan_smooth
+from tests.sample import cubic_sample, eit_header, eit_map, nan_smooth
 
 PSF_SIGMA = 1.0  # EIT pixels (21")
 NOISE = 0.03  # of the raster's standard deviation
@@ -85,16 +85,6 @@ def _scene():
     return sunpy.map.Map(nan_smooth(real.data, PSF_SIGMA), real.meta)
 
 
-def _cubic(image, yy, xx):
-    """scipy cubic interpolation at (yy, xx); NaN where the bilinear support touches a NaN pixel."""
-    valid = np.isfinite(image)
-    filled = np.where(valid, image, np.nanmean(image))
-    values = ndimage.map_coordinates(filled, [yy, xx], order=3, mode="nearest")
-    support = ndimage.map_coordinates(valid.astype(float), [yy, xx], order=1, cval=0.0)
-    values[support < 1 - 1e-9] = np.nan
-    return values
-
-
 def _carried_scene(coords: SkyCoord) -> np.ndarray:
     """The scene carried by differential rotation to the time of ``coords``, sampled there (NaN off-disc)."""
     scene = _scene()
@@ -103,7 +93,7 @@ def _carried_scene(coords: SkyCoord) -> np.ndarray:
     px, py = np.asarray(px.value, dtype=float), np.asarray(py.value, dtype=float)
     out = np.full(px.shape, np.nan)
     on_disc = np.isfinite(px) & np.isfinite(py)
-    out[on_disc] = _cubic(scene.data, py[on_disc], px[on_disc])
+    out[on_disc] = cubic_sample(scene.data, py[on_disc], px[on_disc])
     return out
 
 

@@ -23,7 +23,6 @@ import numpy as np
 import pytest
 import sunpy.map
 from astropy.time import Time
-from scipy import ndimage
 
 from coalign import (
     ONE_MAP,
@@ -35,7 +34,7 @@ from coalign import (
     one_map_phase,
     synthetic_raster_phase,
 )
-from tests.sample import nan_smooth, sample
+from tests.sample import cubic_sample, nan_smooth, sample
 
 PSF_SIGMA = 0.7  # pixels
 NOISE = 0.05  # of the target's robust standard deviation
@@ -48,16 +47,6 @@ ONE_MAP_PARAMS = replace(ONE_MAP, shift_range_arcsec=(8.0, 8.0))
 def _robust_std(values):
     values = values[np.isfinite(values)]
     return 1.4826 * np.median(np.abs(values - np.median(values)))
-
-
-def _cubic(image, yy, xx):
-    """scipy cubic interpolation at (yy, xx); NaN where the bilinear support touches a NaN pixel."""
-    valid = np.isfinite(image)
-    filled = np.where(valid, image, np.nanmean(image))
-    values = ndimage.map_coordinates(filled, [yy, xx], order=3, mode="nearest")
-    support = ndimage.map_coordinates(valid.astype(float), [yy, xx], order=1, cval=0.0)
-    values[support < 1 - 1e-9] = np.nan
-    return values
 
 
 @cache
@@ -84,7 +73,7 @@ def _cutout(reference, x0, y0, shape, noise=NOISE, seed=0):
     """The reference resampled on a grid whose pixel (0, 0) is reference pixel (x0, y0) (fractional)."""
     ny, nx = shape
     yy, xx = np.mgrid[0:ny, 0:nx].astype(float)
-    data = _degrade(_cubic(reference.data, yy + y0, xx + x0), noise, seed)
+    data = _degrade(cubic_sample(reference.data, yy + y0, xx + x0), noise, seed)
     meta = reference.meta.copy()
     meta["crpix1"] = reference.meta["crpix1"] - x0
     meta["crpix2"] = reference.meta["crpix2"] - y0
@@ -187,7 +176,7 @@ def _raster_target(seed, shape=RASTER_SHAPE, row_arcsec=None):
     seen = []
     for frame in frames:
         px, py = frame.wcs.wcs.s2p(world, 0)["pixcrd"].T
-        seen.append(_cubic(frame.data, py, px).reshape(ny, nx))
+        seen.append(cubic_sample(frame.data, py, px).reshape(ny, nx))
     frame_s = (frame_times - frame_times[0]).to_value("s")
     column_s = (column_times - frame_times[0]).to_value("s")
     upper = np.searchsorted(frame_s, column_s)

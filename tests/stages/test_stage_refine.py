@@ -18,7 +18,7 @@ from coalign import Transform
 from coalign.stages.refine import _derivatives, correlation_inflation, refine, uncertainty
 from coalign.stages.sampling import prepare_frames, sample_reference
 from coalign.transform import TargetGrid
-from tests.sample import nan_smooth, sample
+from tests.sample import cubic_sample, nan_smooth, sample
 
 PAD = (8, 8)
 SHAPE = (70, 72)  # target (ny, nx)
@@ -38,16 +38,6 @@ def _frame():
     return frame
 
 
-def _cubic(image, coords):
-    """scipy cubic interpolation at ``coords`` (y, x); NaN where the bilinear support touches a hole."""
-    valid = np.isfinite(image)
-    filled = np.where(valid, image, np.nanmean(image))
-    values = ndimage.map_coordinates(filled, coords, order=3, mode="nearest")
-    support = ndimage.map_coordinates(valid.astype(float), coords, order=1, cval=0.0)
-    values[support < 1 - 1e-9] = np.nan
-    return values
-
-
 def _target(truth: Transform, noise=0.0, seed=0, holes=True):
     """What the target grid records of the frame when its pointing needs correction ``truth``."""
     yy, xx = np.mgrid[0 : SHAPE[0], 0 : SHAPE[1]].astype(float)
@@ -56,7 +46,7 @@ def _target(truth: Transform, noise=0.0, seed=0, holes=True):
     d = np.array([[truth.dx], [truth.dy]])
     q = c + np.linalg.solve(M, d + truth.linear @ M @ (p - c))
     coords = np.stack([q[1] + PAD[0], q[0] + PAD[1]])
-    target = _cubic(_frame(), coords).reshape(SHAPE)
+    target = cubic_sample(_frame(), *coords).reshape(SHAPE)
     rng = np.random.default_rng(seed)
     target = target + noise * rng.normal(size=SHAPE)
     if holes:
