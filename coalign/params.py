@@ -20,19 +20,12 @@ AUTO_KERNEL_MAX_ARCSEC = 20.0
 AUTO_KERNEL_MIN_BINS = 24
 
 
-def _angle_pair(value, name):
-    """A (low, high) pair of angles in degrees (Quantities converted)."""
+def _pair(value, name, unit=u.arcsec):
+    """A pair of finite floats; a Quantity (or a pair of them) is converted to ``unit``."""
+    if isinstance(value, list | tuple) and any(isinstance(v, u.Quantity) for v in value):
+        value = u.Quantity(list(value))
     if isinstance(value, u.Quantity):
-        value = value.to_value(u.deg)
-    arr = np.broadcast_to(np.asarray(value, dtype=float), (2,))
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite, got {name}={value!r}")
-    return float(arr[0]), float(arr[1])
-
-
-def _pair(value, name):
-    if isinstance(value, u.Quantity):
-        value = value.to_value(u.arcsec)
+        value = value.to_value(unit)
     arr = np.broadcast_to(np.asarray(value, dtype=float), (2,))
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} must be finite, got {name}={value!r}")
@@ -163,7 +156,7 @@ class PhaseParams:
             object.__setattr__(self, "clip_percentiles", (low, high))
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got strategy={self.strategy!r}")
-        roll_low, roll_high = _angle_pair(self.roll_range_deg, "roll_range_deg")
+        roll_low, roll_high = _pair(self.roll_range_deg, "roll_range_deg", u.deg)
         if not roll_low <= 0 <= roll_high:
             raise ValueError(
                 f"roll_range_deg must satisfy low <= 0 <= high, got roll_range_deg={(roll_low, roll_high)}"

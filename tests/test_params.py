@@ -129,3 +129,9 @@ def test_pickle_round_trip(record):
     clone = pickle.loads(pickle.dumps(record))
     assert clone == record
     assert type(clone) is type(record)
+
+
+def test_angle_pairs_accept_quantities_and_pairs_of_them():
+    assert PhaseParams(roll_range_deg=(-30 * u.arcmin, 1 * u.deg)).roll_range_deg == (-0.5, 1.0)
+    assert PhaseParams(roll_range_deg=[-1, 2] * u.deg).roll_range_deg == (-1.0, 2.0)
+    assert PhaseParams(shift_range_arcsec=(1 * u.arcmin, 30 * u.arcsec)).shift_range_arcsec == (60.0, 30.0)
