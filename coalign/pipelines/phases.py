@@ -41,7 +41,7 @@ from coalign.stages.binning import auto_kernel_arcsec, bin_to_kernel, clip_perce
 from coalign.stages.correlate import correlate
 from coalign.stages.fft_search import fft_search, frame_bands, offset_window
 from coalign.stages.refine import uncertainty
-from coalign.stages.reproject import pad_for_search, reproject_image
+from coalign.stages.reproject import pad_for_search, reproject_frames
 from coalign.stages.sampling import FramePlan, prepare_frames
 from coalign.stages.search import grid_search, population_search
 from coalign.stages.synthetic import carried_frames, select_frames
@@ -68,8 +68,14 @@ class ImageWithWCS:
     date: Time | None = None
 
 
-def _checked_image(obj, role: str):
-    data = np.asarray(getattr(obj, "data", None), dtype=float)
+def _checked_image(obj, role: str, *, as_float: bool = True):
+    """``(data, celestial WCS)`` of a Map-like, with specific errors for wrong shapes, no WCS, all NaN.
+
+    With ``as_float=False`` the data is returned as stored (e.g. big-endian float32 from a FITS file) and
+    not scanned for finite pixels: resampling converts and checks only the part it needs.
+    """
+    data = getattr(obj, "data", None)
+    data = np.asarray(data, dtype=float) if as_float else np.asarray(data)
     wcs = getattr(obj, "wcs", None)
     if data.ndim != 2:
         raise ShapeError(
@@ -81,7 +87,7 @@ def _checked_image(obj, role: str):
             f"the {role} has no celestial WCS; give it HPLN/HPLT (or RA/DEC) CTYPE, CRVAL, CDELT and "
             "CRPIX keywords, or build it with sunpy.map.Map(data, header)"
         )
-    if not np.isfinite(data).any():
+    if as_float and not np.isfinite(data).any():
         raise AllNaNError(
             f"the {role} holds no finite pixel (all NaN or inf); check the file, the chosen "
             "window, or the wavelength range used to integrate it"
@@ -221,20 +227,18 @@ def run_phase(
     padded_width = target_data.shape[1] + 2 * pad[1]
     bands = frame_bands(plan, len(references), target_data.shape[1], padded_width)
     rows, columns = reachable_region(grid, target_data.shape, start, params, scale_range, roll_range)
-    tasks = [
-        (ref, (max(band[0], columns[0]), min(band[1], columns[1])), when)
-        for ref, band, when in zip(references, bands, rotate_to, strict=True)
-    ]
-    resample = partial(
-        _resampled_reference,
-        kernel=kernel,
-        target_wcs=target_wcs,
-        target_shape=target_data.shape,
+    checked = [_checked_image(ref, "reference", as_float=kernel is not None) for ref in references]
+    if kernel is not None:
+        checked = [bin_to_kernel(data, wcs, kernel) for data, wcs in checked]
+    frames = reproject_frames(
+        checked,
+        target_wcs,
+        target_data.shape,
         pad=pad,
+        columns=[(max(band[0], columns[0]), min(band[1], columns[1])) for band in bands],
         rows=rows,
+        rotate_to=rotate_to,
     )
-    frames = [resample(task) for task in tasks]  # in this process: pickled WCS can differ in the last bits
-    frames = np.stack(frames)
     if params.clip_percentiles is not None:
         target_data = clip_percentiles(target_data, params.clip_percentiles)
         # One pair of levels for the whole sequence: each frame may hold only the band of columns it
@@ -294,24 +298,6 @@ def run_phase(
         message=result.message,
         sigma=result.sigma,
         flags=result.flags,
-    )
-
-
-def _resampled_reference(task, *, kernel, target_wcs, target_shape, pad, rows) -> np.ndarray:
-    """One reference frame checked, binned to ``kernel`` and resampled over its band of the padded grid."""
-    ref, columns, rotate_to = task
-    ref_data, ref_wcs = _checked_image(ref, "reference")
-    if kernel is not None:
-        ref_data, ref_wcs = bin_to_kernel(ref_data, ref_wcs, kernel)
-    return reproject_image(
-        ref_data,
-        ref_wcs,
-        target_wcs,
-        target_shape,
-        pad=pad,
-        columns=columns,
-        rows=rows,
-        rotate_to=rotate_to,
     )
 
 

@@ -2,11 +2,27 @@
 
 import itertools
 
+import astropy.units as u
 import numpy as np
 import pytest
+import sunpy.data.test
+import sunpy.map
+from astropy.coordinates import SkyCoord
+from astropy.time import Time
+from reproject import reproject_interp
+from sunpy.coordinates import frames
 
 from coalign.exceptions import AllNaNError, NoOverlapError, ShapeError
-from coalign.stages.reproject import pad_for_search, padded_wcs, reproject_image
+from coalign.stages import reproject as reproject_module
+from coalign.stages.reproject import (
+    observation_time,
+    pad_for_search,
+    padded_wcs,
+    reproject_frames,
+    reproject_image,
+    stacked_frame,
+    wcs_at_time,
+)
 from coalign.transform import Transform, grid_from_wcs, pixel_mapping
 
 # --------------------------------------------------------------------------------------------------
@@ -74,6 +90,132 @@ def test_padded_wcs(make_wcs):
     # Target pixel (x, y) is padded pixel (x + 7, y + 3).
     np.testing.assert_allclose(out.pixel_to_world_values(7, 3), wcs.pixel_to_world_values(0, 0), atol=1e-12)
     assert wcs.array_shape == (40, 50)
+
+
+# --------------------------------------------------------------------------------------------------
+# reproject_frames: control grid, vectorised transform, exact fallback
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def aia():
+    """sunpy's real AIA 171 test image (SDO near Earth), with the solar limb in its field."""
+    return sunpy.map.Map(sunpy.data.test.get_test_filepath("aia_171_level1.fits"))
+
+
+def _aia_later(aia, minutes, lon_deg):
+    """The AIA image relabelled as taken ``minutes`` later from ``lon_deg`` further west (data untouched)."""
+    meta = dict(aia.meta)
+    meta["date-obs"] = (aia.date + minutes * u.min).isot
+    meta["t_obs"] = (aia.reference_date + minutes * u.min).isot  # sunpy's DATE-AVG
+    observer = aia.observer_coordinate
+    for key in ("haex_obs", "haey_obs", "haez_obs"):  # sunpy prefers these to HGLN/HGLT/DSUN
+        meta.pop(key, None)
+    meta["hgln_obs"] = observer.lon.to_value(u.deg) + lon_deg
+    meta["hglt_obs"] = observer.lat.to_value(u.deg)
+    meta["dsun_obs"] = observer.radius.to_value(u.m)
+    return sunpy.map.Map(aia.data, meta)
+
+
+def _far_grid(aia, centre_arcsec, shape, pixel_arcsec):
+    """A grid seen from (30 deg west, 0.5 au), ``shape`` pixels around ``centre_arcsec``."""
+    observer = SkyCoord(
+        30 * u.deg, 0 * u.deg, 0.5 * u.au, frame=frames.HeliographicStonyhurst, obstime=aia.date
+    )
+    centre = SkyCoord(
+        *centre_arcsec * u.arcsec,
+        frame=frames.Helioprojective(observer=observer, obstime=aia.date, rsun=aia.rsun_meters),
+    )
+    header = sunpy.map.make_fitswcs_header(shape, centre, scale=[pixel_arcsec] * 2 * u.arcsec / u.pix)
+    return sunpy.map.Map(np.zeros(shape), header).wcs
+
+
+def _exact(reference, grid, shape):
+    """The frame through reproject itself, with the grid at the reference's time (reproject_image's rule)."""
+    band, footprint = reproject_interp(
+        (reference.data, reference.wcs),
+        wcs_at_time(grid, observation_time(reference.wcs)),
+        shape_out=shape,
+        roundtrip_coords=False,
+    )
+    band[footprint <= 0] = np.nan
+    return band
+
+
+def test_reproject_frames_matches_reproject_across_observers_and_times(aia):
+    # Three frames taken 0, 40 and 80 minutes apart from three observers, resampled onto the grid of a
+    # fourth observer: one vectorised transform through the control points. Each frame must equal
+    # reproject's own per-pixel result to the value change of a 1e-3 pixel move.
+    references = [aia, _aia_later(aia, 40, 2.0), _aia_later(aia, 80, 4.0)]
+    grid, shape = _far_grid(aia, (-300, 200), (70, 90), 6.0), (70, 90)
+    fast = reproject_frames([(m.data, m.wcs) for m in references], grid, shape)
+    data = aia.data.astype(float)
+    step = max(np.abs(np.diff(data, axis=0)).max(), np.abs(np.diff(data, axis=1)).max())
+    for frame, reference in zip(fast, references, strict=True):
+        exact = _exact(reference, grid, shape)
+        np.testing.assert_array_equal(np.isfinite(frame), np.isfinite(exact))
+        assert np.isfinite(exact).all()
+        assert np.abs(frame - exact).max() <= 1e-3 * step
+    # The frames differ well beyond that bound, so a frame given another's transform would fail above.
+    assert np.abs(fast[0] - fast[2]).max() > 10 * 1e-3 * step
+
+
+def test_reproject_frames_over_the_limb_is_exact(aia):
+    # Across observers the corona above the limb has no surface point: the control points there are NaN, so
+    # the frame is transformed at every pixel and reproduces reproject's NaN pattern exactly.
+    grid, shape = _far_grid(aia, (-1900, 0), (40, 60), 8.0), (40, 60)
+    (frame,) = reproject_frames([(aia.data, aia.wcs)], grid, shape)
+    exact = _exact(aia, grid, shape)
+    np.testing.assert_array_equal(np.isfinite(frame), np.isfinite(exact))
+    assert 0.1 < np.isnan(exact).mean() < 0.9
+    np.testing.assert_allclose(frame[np.isfinite(frame)], exact[np.isfinite(exact)], rtol=1e-12)
+
+
+def test_reproject_frames_rejects_an_inaccurate_control_grid(aia, monkeypatch):
+    # With a zero tolerance no interpolated mapping is good enough: every frame takes the exact path.
+    grid, shape = _far_grid(aia, (-300, 200), (30, 40), 6.0), (30, 40)
+    monkeypatch.setattr(reproject_module, "CONTROL_TOLERANCE", 0.0)
+    (frame,) = reproject_frames([(aia.data, aia.wcs)], grid, shape)
+    np.testing.assert_allclose(frame, _exact(aia, grid, shape), rtol=1e-12)
+
+
+def test_reproject_frames_bands_rows_and_empty_band(make_wcs, image_yx):
+    wcs = make_wcs(shape=image_yx.shape)
+    out = reproject_frames(
+        [(image_yx, wcs), (image_yx, wcs)], wcs, image_yx.shape, columns=[(10, 30), (5, 5)], rows=(20, 40)
+    )
+    np.testing.assert_allclose(out[0, 20:40, 10:30], image_yx[20:40, 10:30], atol=1e-12)
+    assert np.isnan(out[0, :20]).all() and np.isnan(out[0, :, 30:]).all()
+    assert np.isnan(out[1]).all()
+
+
+def test_reproject_frames_reads_big_endian_data_without_changing_it(make_wcs, image_yx):
+    wcs = make_wcs(shape=image_yx.shape)
+    big_endian = image_yx.astype(">f4")
+    before = big_endian.copy()
+    (out,) = reproject_frames([(big_endian, wcs)], wcs, image_yx.shape)
+    np.testing.assert_allclose(out, image_yx.astype(np.float32), atol=1e-6)
+    np.testing.assert_array_equal(big_endian, before)
+    assert big_endian.dtype == np.dtype(">f4")
+
+
+def test_reproject_frames_needs_one_band_per_frame(make_wcs, image_yx):
+    wcs = make_wcs(shape=image_yx.shape)
+    with pytest.raises(ValueError, match=r"one entry per frame \(1\), got 2 and 1"):
+        reproject_frames([(image_yx, wcs)], wcs, image_yx.shape, columns=[(0, 5), (5, 9)])
+
+
+def test_stacked_frame(aia):
+    first = aia.coordinate_frame
+    assert stacked_frame([first, aia.coordinate_frame]) is first
+    later = _aia_later(aia, 40, 0.5).coordinate_frame
+    stacked = stacked_frame([first, later, first])
+    assert stacked.obstime.shape == (3, 1) and stacked.observer.lon.shape == (3, 1)
+    assert stacked.obstime[1, 0] == later.obstime
+    assert u.allclose(
+        stacked.observer.lon[:, 0], [first.observer.lon, later.observer.lon, first.observer.lon]
+    )
+    assert stacked_frame([first, frames.HeliographicStonyhurst(obstime=Time("2020-01-01"))]) is None
 
 
 # --------------------------------------------------------------------------------------------------
