@@ -67,7 +67,7 @@ from coalign.stages.binning import bin_image, bin_to_kernel, bin_wcs, clip_perce
 from coalign.stages.correlate import correlate, correlation_for_params, pearson
 from coalign.stages.fft_search import fft_search
 from coalign.stages.refine import refine, uncertainty
-from coalign.stages.reproject import reproject_image
+from coalign.stages.reproject import reproject_frames, reproject_image
 from coalign.stages.sampling import sample_reference
 from coalign.stages.search import grid_search, population_search, search_step
 from coalign.stages.synthetic import build_synthetic_raster, select_frames
@@ -143,6 +143,7 @@ __all__ = [
     "refine",
     "register_cubes",
     "register_images",
+    "reproject_frames",
     "reproject_image",
     "run_batch",
     "run_phase",
