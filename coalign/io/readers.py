@@ -1,5 +1,6 @@
 """Read targets, references and their times from files (sunpy Maps)."""
 
+import os
 import re
 import warnings
 from itertools import pairwise
@@ -28,34 +29,41 @@ __all__ = [
 #: Largest allowed gap between a raster column and its nearest reference frame, as in `SyntheticParams`.
 DEFAULT_MAX_TIME_GAP_S = SyntheticParams().max_time_gap_s
 
+#: Keywords whose cards astropy gathers into one list-like value (``HISTORY`` etc.).
+_COMMENTARY = frozenset({"", "COMMENT", "HISTORY"})
 
-def read_map(path):
-    """Read a 2-D FITS image as a sunpy Map, with a specific error for unreadable or WCS-less files."""
+
+def read_map(path: str | os.PathLike) -> sunpy.map.GenericMap:
+    """Read a 2-D FITS image as a sunpy Map, with a specific error for unreadable or WCS-less files.
+
+    The file is read once: the data (kept in the file's dtype and byte order) and the header, whose
+    ``HISTORY`` and ``COMMENT`` cards become newline-joined text as in the maps sunpy reads itself, so
+    that the meta is hashable and sunpy's cached ``wcs`` follows later edits of the meta.
+
+    Parameters
+    ----------
+    path : path-like
+        FITS file whose first HDU with at least two axes holds the image.
+
+    Returns
+    -------
+    `~sunpy.map.GenericMap`
+        With ``meta["keycomments"]`` holding the comment of each keyword that has one.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` is not a file.
+    OSError
+        The file is not readable as FITS (truncated or corrupt).
+    WCSError
+        No image HDU, or no celestial WCS (``CTYPE1/2``) in its header.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}; check the path")
-    try:
-        with warnings.catch_warnings():
-            # Header nits astropy can live with (e.g. BLANK on float data) are not errors; truncation is.
-            warnings.simplefilter("ignore", fits.verify.VerifyWarning)
-            warnings.filterwarnings("error", message=".*truncated")
-            hdul = fits.open(path)
-        with hdul:
-            hdul.verify("exception")
-            image = next((h for h in hdul if h.is_image and h.header.get("NAXIS", 0) >= 2), None)
-            data = header = None
-            if image is not None:
-                # Read (and decompress) now, which detects truncation; the copy outlives the file, and
-                # the header is taken after the data so that applied BSCALE/BZERO are gone from it.
-                data = np.array(image.data)
-                header = image.header.copy()
-    except (OSError, ValueError, TypeError, fits.verify.VerifyError, fits.verify.VerifyWarning) as error:
-        raise OSError(
-            f"cannot read {path} as FITS ({error}); the file may be truncated or corrupt"
-        ) from error
-    if header is None:
-        raise WCSError(f"{path} holds no 2-D image HDU")
-    ctypes = [str(header.get(f"CTYPE{i}", "")).upper() for i in (1, 2)]
+    data, meta, keycomments = _read_with_astropy(path)
+    ctypes = [str(meta.get(f"CTYPE{i}", "")).upper() for i in (1, 2)]
     if not (
         # SOLAR-X/Y: the old SOHO convention (EIT), which sunpy reads as helioprojective.
         ctypes[0].startswith(("HPLN", "RA--", "SOLX", "SOLAR-X"))
@@ -65,9 +73,40 @@ def read_map(path):
             f"{path} has no celestial WCS (CTYPE1/2 = {ctypes}); it needs CTYPE1/2 (e.g. "
             "HPLN-TAN/HPLT-TAN), CUNIT, CRVAL, CDELT and CRPIX"
         )
-    smap = sunpy.map.Map(data, header)  # the file is read once
-    smap.meta["keycomments"] = {card.keyword: card.comment for card in header.cards if card.comment}
+    smap = sunpy.map.Map(data, meta)
+    smap.meta["keycomments"] = keycomments
     return smap
+
+
+def _read_with_astropy(path: Path) -> tuple[np.ndarray, dict, dict]:
+    """Data, meta and key comments of the first 2-D image HDU, the whole file verified by astropy."""
+    try:
+        with warnings.catch_warnings():
+            # Header nits astropy can live with (e.g. BLANK on float data) are not errors; truncation is.
+            warnings.simplefilter("ignore", fits.verify.VerifyWarning)
+            warnings.filterwarnings("error", message=".*truncated")
+            hdul = fits.open(path)
+        with hdul:
+            hdul.verify("exception")
+            image = next((h for h in hdul if h.is_image and h.header.get("NAXIS", 0) >= 2), None)
+            # Read (and decompress) now, which detects truncation; the copy outlives the file, and
+            # the header is taken after the data so that applied BSCALE/BZERO are gone from it.
+            data = None if image is None else np.array(image.data)
+    except (OSError, ValueError, TypeError, fits.verify.VerifyError, fits.verify.VerifyWarning) as error:
+        raise OSError(
+            f"cannot read {path} as FITS ({error}); the file may be truncated or corrupt"
+        ) from error
+    if image is None:
+        raise WCSError(f"{path} holds no 2-D image HDU")
+    return data, *_header_meta(image.header)
+
+
+def _header_meta(header: fits.Header) -> tuple[dict, dict]:
+    """A header as sunpy's dict (first value of a repeated keyword; commentary cards as one text each)."""
+    meta = {key: header[key] for key in header}
+    for key in meta.keys() & _COMMENTARY:
+        meta[key] = "\n".join(header[key])
+    return meta, {card.keyword: card.comment for card in header.cards if card.comment}
 
 
 def _matches_channel(path: Path, header, channel: str) -> bool:

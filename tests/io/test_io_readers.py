@@ -183,3 +183,18 @@ def test_read_map_gives_the_map_sunpy_reads(name):
     assert ours.wcs.wcs.compare(theirs.wcs.wcs)
     assert ours.observer_coordinate.separation_3d(theirs.observer_coordinate).to_value("m") < 1e-3
     assert ours.meta["keycomments"] == theirs.meta["keycomments"]
+
+
+def test_read_map_history_is_text_and_the_wcs_follows_meta_edits():
+    """HISTORY and COMMENT come as newline-joined text (not a view of the header), so the meta hashes and
+    sunpy recomputes its cached WCS after an edit of the meta."""
+    import sunpy.data.test
+
+    path = Path(sunpy.data.test.rootdir) / "EIT/efz20040301.000010_s.fits"
+    smap = read_map(path)
+    header = fits.getheader(path)
+    assert smap.meta["history"] == "\n".join(header["HISTORY"]) and "\n" in smap.meta["history"]
+    assert smap.meta["comment"] == "\n".join(header["COMMENT"])
+    crval1 = smap.wcs.wcs.crval[0]
+    smap.meta["crval1"] += 36
+    assert smap.wcs.wcs.crval[0] == pytest.approx(crval1 + 0.01)
