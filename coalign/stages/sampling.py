@@ -14,6 +14,7 @@ __all__ = [
     "reference_gradient",
     "sample_at",
     "sample_reference",
+    "separable_linear",
     "single_frame_plan",
 ]
 
@@ -110,6 +111,92 @@ def _coordinates(matrix, offset, ny, columns):
     return matrix @ pix + offset[:, None]
 
 
+def _separable(matrix) -> bool:
+    """Whether the mapping sends rows to rows and columns to columns (no roll, axis-aligned grid)."""
+    return bool(matrix[0, 1] == 0.0 and matrix[1, 0] == 0.0)
+
+
+def _axis_coordinates(matrix, offset, ny, columns):
+    """Padded-reference rows seen by target rows ``0..ny-1`` and columns seen by target ``columns``, for
+    a `_separable` mapping: the axes of `_coordinates`."""
+    return matrix[0, 0] * np.arange(ny) + offset[0], matrix[1, 1] * columns + offset[1]
+
+
+def _cubic_taps(q, n):
+    """The 4 coefficients ``(4, len(q))`` a cubic B-spline reads at positions ``q`` on an axis of ``n``
+    (clamped to the axis, as ``mode="nearest"``), and their weights (as `scipy.ndimage` computes them)."""
+    base = np.floor(q)
+    y = q - base
+    z = 1.0 - y
+    weights = np.empty((4, q.size))
+    weights[0] = z * z * z / 6.0
+    weights[1] = (y * y * (y - 2.0) * 3.0 + 4.0) / 6.0
+    weights[2] = (z * z * (z - 2.0) * 3.0 + 4.0) / 6.0
+    weights[3] = 1.0 - weights[0] - weights[1] - weights[2]
+    taps = np.clip(base.astype(np.intp) + np.arange(-1, 3)[:, None], 0, n - 1)
+    return taps, weights
+
+
+def _linear_taps(q, n):
+    """The 2 pixels ``(2, len(q))`` linear interpolation reads at positions ``q`` on an axis of ``n``, their
+    weights, and whether ``q`` lies within ``[0, n - 1]`` (``mode="constant"`` does not interpolate beyond
+    the edges). As in `scipy.ndimage`, both pixels are read even when one has weight 0."""
+    inside = (q >= 0) & (q <= n - 1)
+    base = np.clip(np.floor(q), 0, n - 1).astype(np.intp)
+    y = np.where(inside, q - base, 0.0)
+    upper = base + 1
+    upper[upper > n - 1] = max(n - 2, 0)  # at q = n - 1 the zero-weight pixel mirrors inwards
+    return np.stack([base, upper]), np.stack([1.0 - y, y]), inside
+
+
+def _separable_interpolation(image, taps_y, weights_y, taps_x, weights_x):
+    """``sum_a sum_b weights_y[a] weights_x[b] image[taps_y[a], taps_x[b]]`` for every row position and
+    column position: ``(len(y), len(x))``, one 1-D pass per axis. NaN pixels spread to every output that
+    reads them, whatever their weight."""
+    lo, hi = int(taps_x.min()), int(taps_x.max()) + 1
+    rows = weights_y[0][:, None] * image[taps_y[0], lo:hi]
+    for tap, weight in zip(taps_y[1:], weights_y[1:], strict=True):
+        rows += weight[:, None] * image[tap, lo:hi]
+    local = taps_x - lo
+    out = weights_x[0] * rows[:, local[0]]
+    for tap, weight in zip(local[1:], weights_x[1:], strict=True):
+        out += weight * rows[:, tap]
+    return out
+
+
+def _separable_cubic(coefficients, yq, xq):
+    """Cubic spline of padded ``coefficients`` at rows ``yq`` times columns ``xq`` (unpadded positions)."""
+    n_y, n_x = coefficients.shape
+    return _separable_interpolation(
+        coefficients, *_cubic_taps(yq + SPLINE_PAD, n_y), *_cubic_taps(xq + SPLINE_PAD, n_x)
+    )
+
+
+def _separable_support(valid, yq, xq):
+    """Linear interpolation (0 beyond the edges) of a valid-pixel mask at rows ``yq`` times columns ``xq``."""
+    taps_y, weights_y, inside_y = _linear_taps(yq, valid.shape[0])
+    taps_x, weights_x, inside_x = _linear_taps(xq, valid.shape[1])
+    support = _separable_interpolation(valid, taps_y, weights_y, taps_x, weights_x)
+    support[~inside_y] = 0.0
+    support[:, ~inside_x] = 0.0
+    return support
+
+
+def separable_linear(image, yq, xq, cval=np.nan):
+    """Linear interpolation of ``image`` at rows ``yq`` times columns ``xq``: ``(len(yq), len(xq))``.
+
+    The same values as `scipy.ndimage.map_coordinates` with ``order=1, prefilter=False`` at every
+    ``(yq[i], xq[j])``, NaN pixels included (they spread to every output that reads them): ``cval``
+    beyond the edges.
+    """
+    taps_y, weights_y, inside_y = _linear_taps(np.asarray(yq, dtype=float), image.shape[0])
+    taps_x, weights_x, inside_x = _linear_taps(np.asarray(xq, dtype=float), image.shape[1])
+    out = _separable_interpolation(image, taps_y, weights_y, taps_x, weights_x)
+    out[~inside_y] = cval
+    out[:, ~inside_x] = cval
+    return out
+
+
 def sample_reference(
     frames, transform: Transform, grid: TargetGrid, *, plan: FramePlan | None = None, order: int = 1
 ) -> np.ndarray:
@@ -136,7 +223,14 @@ def sample_reference(
     """
     frames, prepared, (ny, nx), per_frame, (matrix, offset) = _sampling_setup(frames, transform, grid, plan)
     out = np.zeros((ny, nx))
+    separable = prepared is not None and _separable(matrix)
     for k, columns, weight in per_frame:
+        if separable:  # the same cubic spline, one axis at a time
+            yq, xq = _axis_coordinates(matrix, offset, ny, columns)
+            values = _separable_cubic(frames[k], yq, xq)
+            values[_separable_support(prepared.valid[k], yq, xq) < 1.0 - 1e-9] = np.nan
+            out[:, columns] += weight * values
+            continue
         coords = _coordinates(matrix, offset, ny, columns)
         if prepared is not None:
             values = ndimage.map_coordinates(
@@ -189,7 +283,13 @@ def reference_gradient(
     coefficients, _, (ny, nx), per_frame, (matrix, offset) = _sampling_setup(frames, transform, grid, plan)
     moved = np.zeros((2, ny, nx))
     probes = step * np.eye(2)
+    separable = _separable(matrix)
     for k, columns, weight in per_frame:
+        if separable:
+            yq, xq = _axis_coordinates(matrix, offset, ny, columns)
+            moved[0][:, columns] += weight * _separable_cubic(coefficients[k], yq + step, xq)
+            moved[1][:, columns] += weight * _separable_cubic(coefficients[k], yq, xq + step)
+            continue
         coords = _coordinates(matrix, offset, ny, columns) + SPLINE_PAD
         stacked = np.concatenate([coords + probe[:, None] for probe in probes], axis=1)
         values = ndimage.map_coordinates(coefficients[k], stacked, order=3, mode="nearest", prefilter=False)
