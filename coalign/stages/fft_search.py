@@ -11,7 +11,7 @@ from coalign.results import SearchResult
 from coalign.stages.binning import bin_image
 from coalign.stages.fft_ncc import TargetSpectra, ncc_surface_from_spectra, target_spectra
 from coalign.stages.refine import refine
-from coalign.stages.sampling import FramePlan, prepare_frames
+from coalign.stages.sampling import FramePlan, prepare_frames, separable_linear
 from coalign.transform import TargetGrid, Transform
 
 __all__ = [
@@ -77,8 +77,17 @@ def scaled_frames(
     offset = centre_yx - linear_yx @ centre_yx
     bands = bands if bands is not None else [(0, shape[1])] * len(frames)
     out = np.full((len(frames), *shape), np.nan)
+    separable = order == 1 and linear_yx[0, 1] == 0.0 and linear_yx[1, 0] == 0.0
     for k, (start, stop) in enumerate(bands):
         if stop <= start:
+            continue
+        if separable:  # rows to rows, columns to columns: the same interpolation one axis at a time
+            y_offset, x_offset = offset + linear_yx @ [y0, x0 + start]
+            out[k, :, start:stop] = separable_linear(
+                frames[k],
+                linear_yx[0, 0] * np.arange(shape[0]) + y_offset,
+                linear_yx[1, 1] * np.arange(stop - start) + x_offset,
+            )
             continue
         out[k, :, start:stop] = ndimage.affine_transform(
             frames[k],
