@@ -10,6 +10,8 @@ Each group is transformed only over the band of columns it can reach, but all ba
 shape, so their products add up in Fourier space and each of the six sums needs a single inverse FFT.
 The target's spectra do not depend on the reference: `target_spectra` computes them once, and
 `ncc_surface_from_spectra` scores any number of reference candidates (e.g. one per scale) against them.
+Where a group's band of the reference is valid throughout (the usual case), the overlap of its columns is
+the same at every offset: its sums over the mask are the target's own totals, with no transform at all.
 """
 
 from typing import NamedTuple
@@ -60,6 +62,9 @@ class TargetSpectra(NamedTuple):
         Below this target variance over the overlap, r is undefined.
     workers : int or None
         Threads used by `scipy.fft`.
+    totals : (n_groups, 3) ndarray
+        Sums of the images ``m``, ``t`` and ``tt`` of each group: its sums ``n``, ``a`` and ``aa`` at
+        every offset when the reference is valid over its whole band.
     """
 
     spectra: np.ndarray
@@ -71,6 +76,7 @@ class TargetSpectra(NamedTuple):
     blended: bool
     var_floor: float
     workers: int | None
+    totals: np.ndarray
 
 
 def _column_groups(plan: FramePlan, nx: int):
@@ -138,7 +144,7 @@ def target_spectra(target, frame_shape, *, plan: FramePlan | None = None, worker
     grouped = _column_groups(plan, nx)
     blended = any(lo != hi for lo, hi in grouped)
     names = TARGET_TERMS if blended else UNBLENDED["target"]
-    groups, stacks = [], []
+    groups, stacks, totals = [], [], []
     width = max(max(c for c, _ in members) - min(c for c, _ in members) + 1 for members in grouped.values())
     fft_shape = tuple(scipy.fft.next_fast_len(n, real=True) for n in (my, width + mx - nx))
     for (lo, hi), members in grouped.items():
@@ -146,20 +152,32 @@ def target_spectra(target, frame_shape, *, plan: FramePlan | None = None, worker
         weights = np.array([w for _, w in members])
         images = _target_images(t, m_t, columns, weights, int(columns.max() - columns.min()) + 1)
         stacks.append(np.stack([images[name] for name in names]))
+        totals.append([images[name].sum() for name in ("m", "t", "tt")])
         groups.append((lo, hi, int(columns.min()), int(columns.max())))
     spectra = np.empty((len(stacks), len(names), fft_shape[0], fft_shape[1] // 2 + 1), dtype=complex)
     for g, stack in enumerate(stacks):
         spectra[g] = np.conj(scipy.fft.rfft2(stack, s=fft_shape, workers=workers))
     var_floor = max(1.0, float(np.sum(t * t)) * 1e-12) * 1e-3
     return TargetSpectra(
-        spectra, tuple(groups), (ny, nx), (my, mx), fft_shape, int(valid_t.sum()), blended, var_floor, workers
+        spectra,
+        tuple(groups),
+        (ny, nx),
+        (my, mx),
+        fft_shape,
+        int(valid_t.sum()),
+        blended,
+        var_floor,
+        workers,
+        np.array(totals, dtype=float).reshape(-1, 3),
     )
 
 
-def _frame_images(frame_lo, frame_hi, centre, blended):
-    valid = np.isfinite(frame_lo) & np.isfinite(frame_hi)
+def _frame_images(frame_lo, frame_hi, valid, centre, blended, with_mask):
+    """The frame terms (`FRAME_TERMS`, or the unblended subset) of one group's band, without the valid
+    mask ``v`` unless ``with_mask``."""
     f_lo = np.where(valid, frame_lo - centre, 0.0)
-    images = [valid.astype(float), f_lo, f_lo * f_lo]
+    images = [valid.astype(float)] if with_mask else []
+    images += [f_lo, f_lo * f_lo]
     if blended:
         f_hi = np.where(valid, frame_hi - centre, 0.0)
         images += [f_hi, f_hi * f_hi, f_lo * f_hi]
@@ -194,22 +212,35 @@ def ncc_surface_from_spectra(
         )
     (ny, nx), (my, mx) = prepared.target_shape, prepared.frame_shape
     fft_shape = prepared.fft_shape
-    centre = np.nanmean(frames)
     target_names = TARGET_TERMS if prepared.blended else UNBLENDED["target"]
     frame_names = FRAME_TERMS if prepared.blended else UNBLENDED["frame"]
     t_index = {name: i for i, name in enumerate(target_names)}
-    f_index = {name: i for i, name in enumerate(frame_names)}
-    accumulated = np.zeros((len(SUM_TERMS), fft_shape[0], fft_shape[1] // 2 + 1), dtype=complex)
-    for g, (lo, hi, c0, c1) in enumerate(prepared.groups):
+    bands = []
+    for lo, hi, c0, c1 in prepared.groups:
         band = slice(c0, c1 + 1 + mx - nx)
-        images = _frame_images(frames[lo][:, band], frames[hi][:, band], centre, prepared.blended)
+        frame_lo, frame_hi = frames[lo][:, band], frames[hi][:, band]
+        bands.append((frame_lo, frame_hi, np.isfinite(frame_lo) & np.isfinite(frame_hi)))
+    # Any common value centres the frames (r does not depend on it); the mean keeps the sums well
+    # conditioned. Only the bands are read: scaled frames are NaN elsewhere.
+    count = sum(int(np.count_nonzero(valid)) for _, _, valid in bands)
+    centre = sum(float(np.sum(f_lo, where=valid)) for f_lo, _, valid in bands) / count if count else 0.0
+    accumulated = np.zeros((len(SUM_TERMS), fft_shape[0], fft_shape[1] // 2 + 1), dtype=complex)
+    constant = np.zeros(len(SUM_TERMS))  # the sums n, a, aa of the groups valid over their whole band
+    for g, (frame_lo, frame_hi, valid) in enumerate(bands):
+        with_mask = not valid.all()
+        names = frame_names if with_mask else frame_names[1:]
+        if not with_mask:
+            constant[:3] += prepared.totals[g]
+        images = _frame_images(frame_lo, frame_hi, valid, centre, prepared.blended, with_mask)
         spectra = scipy.fft.rfft2(images, s=fft_shape, workers=prepared.workers)
+        f_index = {name: i for i, name in enumerate(names)}
         for s, products in enumerate(SUM_TERMS.values()):
             for t_name, f_name in products:
                 if t_name in t_index and f_name in f_index:
                     accumulated[s] += prepared.spectra[g, t_index[t_name]] * spectra[f_index[f_name]]
     full = scipy.fft.irfft2(accumulated, s=fft_shape, workers=prepared.workers)
-    sums = dict(zip(SUM_TERMS, full[:, : my - ny + 1, : mx - nx + 1], strict=True))
+    full = full[:, : my - ny + 1, : mx - nx + 1] + constant[:, None, None]
+    sums = dict(zip(SUM_TERMS, full, strict=True))
     n = np.rint(sums["n"])
     with np.errstate(invalid="ignore", divide="ignore"):
         cov = sums["ab"] - sums["a"] * sums["b"] / n
