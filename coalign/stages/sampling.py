@@ -28,6 +28,9 @@ class FramePlan(NamedTuple):
 
 
 SPLINE_PAD = 12  # what scipy pads before prefiltering for mode="nearest"
+#: Pixels kept around a frame's valid region when prefiltering: the filter's influence decays by the pole
+#: (2 - sqrt(3)) per pixel, below double precision over this distance.
+SPLINE_MARGIN = 32
 
 
 class SplineFrames(NamedTuple):
@@ -46,13 +49,34 @@ def prepare_frames(frames) -> SplineFrames:
     frames = np.asarray(frames, dtype=float)
     frames = frames[None] if frames.ndim == 2 else frames
     valid = np.isfinite(frames)
-    # Same edge treatment as map_coordinates(mode="nearest", prefilter=True): pad by the spline support.
-    filled = [
-        np.pad(np.where(v, f, np.nanmean(f)), SPLINE_PAD, mode="edge")
-        for f, v in zip(frames, valid, strict=True)
-    ]
-    coefficients = np.stack([ndimage.spline_filter(f, order=3, mode="nearest") for f in filled])
+    n, ny, nx = frames.shape
+    coefficients = np.empty((n, ny + 2 * SPLINE_PAD, nx + 2 * SPLINE_PAD))
+    for k, (frame, mask) in enumerate(zip(frames, valid, strict=True)):
+        if not mask.any():
+            coefficients[k] = np.nan
+            continue
+        # Away from its valid region the filled frame is constant, and so are its coefficients: only the
+        # region within SPLINE_MARGIN of it is filtered. Same edge treatment as map_coordinates(
+        # mode="nearest", prefilter=True): the frame is padded by the spline support (indices clipped).
+        (y0, y1), (x0, x1) = _span(mask.any(axis=1)), _span(mask.any(axis=0))
+        inner = frame[max(y0, 0) : y1, max(x0, 0) : x1]
+        fill = float(inner[np.isfinite(inner)].mean())
+        region = frame[np.clip(np.arange(y0, y1), 0, ny - 1)[:, None], np.clip(np.arange(x0, x1), 0, nx - 1)]
+        coefficients[k] = fill
+        coefficients[k, y0 + SPLINE_PAD : y1 + SPLINE_PAD, x0 + SPLINE_PAD : x1 + SPLINE_PAD] = (
+            ndimage.spline_filter(np.where(np.isfinite(region), region, fill), order=3, mode="nearest")
+        )
     return SplineFrames(coefficients, valid.astype(float))
+
+
+def _span(any_valid) -> tuple[int, int]:
+    """Indices ``[start, stop)`` along one axis of the spline-padded frame within `SPLINE_MARGIN` of its
+    valid pixels, in frame coordinates (from ``-SPLINE_PAD``)."""
+    used = np.flatnonzero(any_valid)
+    n = any_valid.size
+    return max(int(used[0]) - SPLINE_MARGIN, -SPLINE_PAD), min(
+        int(used[-1]) + 1 + SPLINE_MARGIN, n + SPLINE_PAD
+    )
 
 
 def single_frame_plan(nx: int) -> FramePlan:

@@ -7,6 +7,8 @@ from scipy import ndimage
 from coalign import Transform, sample_reference
 from coalign.stages import sampling
 from coalign.stages.sampling import (
+    SPLINE_MARGIN,
+    SPLINE_PAD,
     FramePlan,
     prepare_frames,
     reference_gradient,
@@ -66,6 +68,27 @@ def test_prepared_frames_sample_like_raw_cubic():
     np.testing.assert_array_equal(np.isnan(raw), np.isnan(prepared))
     np.testing.assert_allclose(prepared[np.isfinite(raw)], raw[np.isfinite(raw)], atol=1e-12)
     assert np.isnan(raw).any() and np.isfinite(raw).mean() > 0.5
+
+
+def test_frames_valid_in_a_band_are_prefiltered_around_it_only():
+    """A frame valid over a band of columns (as each synthetic-raster frame is) samples like the raw
+    cubic spline of the whole frame: the coefficients far from the band are the constant fill."""
+    rng = np.random.default_rng(7)
+    frames = ndimage.gaussian_filter(rng.normal(size=(2, 90, 120)), (0, 2, 2))
+    frames[0, :, :40] = frames[0, :, 75:] = np.nan
+    frames[1, :5] = frames[1, -20:] = np.nan
+    frames[1, 40:43, 60:62] = np.nan
+    grid = TargetGrid((40.0, 30.0), ((2.0, 0.0), (0.0, 1.5)), (15, 20))
+    plan = FramePlan(np.repeat([0, 1], 40), np.repeat([0, 1], 40), np.zeros(80))
+    prepared = prepare_frames(frames)
+    for t in (Transform(), Transform(3.3, -2.1, 1.02, 0.99), Transform(-1.0, 0.5, 0.98, 1.0, 2.0)):
+        raw = sample_reference(frames, t, grid, plan=plan, order=3)
+        fast = sample_reference(prepared, t, grid, plan=plan)
+        np.testing.assert_array_equal(np.isnan(raw), np.isnan(fast))
+        np.testing.assert_allclose(fast[np.isfinite(raw)], raw[np.isfinite(raw)], atol=1e-12)
+        assert 0.2 < np.isfinite(raw).mean() < 0.9
+    far = prepared.coefficients[0, :, 75 + SPLINE_PAD + SPLINE_MARGIN :]
+    np.testing.assert_allclose(far, np.nanmean(frames[0]), rtol=1e-12)
 
 
 @pytest.mark.parametrize(
