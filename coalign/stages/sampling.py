@@ -28,9 +28,10 @@ class FramePlan(NamedTuple):
 
 
 SPLINE_PAD = 12  # what scipy pads before prefiltering for mode="nearest"
-#: Pixels kept around a frame's valid region when prefiltering: the filter's influence decays by the pole
-#: (2 - sqrt(3)) per pixel, below double precision over this distance.
-SPLINE_MARGIN = 32
+#: Pixels kept around a frame's valid region when prefiltering. The prefilter's influence decays by
+#: 2 - sqrt(3) per pixel and the region's mirrored edge lies twice this far from the valid pixels: their
+#: coefficients are the whole frame's to double precision.
+SPLINE_MARGIN = 16
 
 
 class SplineFrames(NamedTuple):
@@ -55,9 +56,10 @@ def prepare_frames(frames) -> SplineFrames:
         if not mask.any():
             coefficients[k] = np.nan
             continue
-        # Away from its valid region the filled frame is constant, and so are its coefficients: only the
-        # region within SPLINE_MARGIN of it is filtered. Same edge treatment as map_coordinates(
-        # mode="nearest", prefilter=True): the frame is padded by the spline support (indices clipped).
+        # Away from its valid region the filled frame is constant: only the region within SPLINE_MARGIN
+        # of it is filtered, the fill stands for the coefficients beyond (never read by a valid sample).
+        # Same edge treatment as map_coordinates(mode="nearest", prefilter=True): the frame is padded by
+        # the spline support (indices clipped).
         (y0, y1), (x0, x1) = _span(mask.any(axis=1)), _span(mask.any(axis=0))
         inner = frame[max(y0, 0) : y1, max(x0, 0) : x1]
         fill = float(inner[np.isfinite(inner)].mean())

@@ -89,6 +89,12 @@ def test_frames_valid_in_a_band_are_prefiltered_around_it_only():
         assert 0.2 < np.isfinite(raw).mean() < 0.9
     far = prepared.coefficients[0, :, 75 + SPLINE_PAD + SPLINE_MARGIN :]
     np.testing.assert_allclose(far, np.nanmean(frames[0]), rtol=1e-12)
+    # Near the valid pixels (where samples read them), the coefficients are the whole frame's.
+    for frame, coefficients in zip(frames, prepared.coefficients, strict=True):
+        filled = np.pad(np.where(np.isfinite(frame), frame, np.nanmean(frame)), SPLINE_PAD, mode="edge")
+        whole = ndimage.spline_filter(filled, order=3, mode="nearest")
+        near = ndimage.binary_dilation(np.pad(np.isfinite(frame), SPLINE_PAD), np.ones((7, 7), bool))
+        np.testing.assert_allclose(coefficients[near], whole[near], rtol=0, atol=1e-14)
 
 
 @pytest.mark.parametrize(
