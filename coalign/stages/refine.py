@@ -15,7 +15,6 @@ residuals are not independent when the scene evolved or the noise is smoothed).
 from typing import NamedTuple
 
 import numpy as np
-import scipy.fft
 
 from coalign.stages.correlate import pearson
 from coalign.stages.sampling import FramePlan, SplineFrames, reference_gradient, sample_reference
@@ -80,19 +79,26 @@ def correlation_inflation(residual, lags: int = INFLATION_LAGS) -> float:
     valid = np.isfinite(residual)
     if valid.sum() < 4:
         return 1.0
-    e = np.where(valid, residual - residual[valid].mean(), 0.0)
-    m = valid.astype(float)
-    shape = [scipy.fft.next_fast_len(n + lags, real=True) for n in e.shape]
-    spectrum_e = scipy.fft.rfft2(e, s=shape)
-    spectrum_m = scipy.fft.rfft2(m, s=shape)
-    acf = scipy.fft.irfft2(spectrum_e * np.conj(spectrum_e), s=shape)
-    counts = np.rint(scipy.fft.irfft2(spectrum_m * np.conj(spectrum_m), s=shape))
-    index = np.r_[0 : lags + 1, -lags:0]
-    window = acf[np.ix_(index, index)]
-    n = counts[np.ix_(index, index)]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rho = (window / n) / (acf[0, 0] / counts[0, 0])
-    return float(max(1.0, np.nansum(np.where(n > 0, rho, 0.0))))
+    # Rows padded by `lags` zeros and flattened: lag (dy, dx) is the offset dy * width + dx, and the
+    # pairs it would wrap into the next or previous row meet the padding.
+    ny, nx = residual.shape
+    width = nx + lags
+    e = np.zeros((ny, width))
+    e[:, :nx] = np.where(valid, residual - residual[valid].mean(), 0.0)
+    m = np.zeros((ny, width))
+    m[:, :nx] = valid
+    e, m = e.ravel(), m.ravel()
+    variance = (e @ e) / (m @ m)
+    if not variance > 0:
+        return 1.0
+    total = 1.0  # lag 0; the autocorrelation is symmetric, so each other lag counts twice
+    for dy in range(lags + 1):
+        for dx in range(-lags if dy else 1, lags + 1):
+            k = dy * width + dx
+            n = m[:-k] @ m[k:]
+            if n > 0:
+                total += 2 * (e[:-k] @ e[k:]) / n / variance
+    return float(max(1.0, total))
 
 
 def _derivatives(frames, grid, plan, theta, free, sampled=None) -> np.ndarray:
