@@ -109,7 +109,7 @@ def _derivatives(frames, grid, plan, theta, free, sampled=None) -> np.ndarray:
     central difference of 1e-4 degree for the roll.
     """
     gradient = reference_gradient(frames, Transform(*theta), grid, plan=plan, sampled=sampled)
-    pixels = np.mgrid[0 : gradient.shape[1], 0 : gradient.shape[2]].astype(float)
+    yy, xx = np.arange(gradient.shape[1], dtype=float)[:, None], np.arange(gradient.shape[2], dtype=float)
     columns = []
     for k in free:
         step = 1e-4 if k == 4 else 0.5
@@ -120,7 +120,8 @@ def _derivatives(frames, grid, plan, theta, free, sampled=None) -> np.ndarray:
             pixel_mapping(Transform(*values), grid) for values in (up, down)
         )
         d_matrix, d_offset = (matrix_up - matrix_down) / (2 * step), (offset_up - offset_down) / (2 * step)
-        dq = np.tensordot(d_matrix, pixels, axes=1) + d_offset[:, None, None]
+        # dq = d_matrix @ (y, x) + d_offset, a plane per axis (a constant for the shifts).
+        dq = [d_matrix[i, 0] * yy + d_matrix[i, 1] * xx + d_offset[i] for i in (0, 1)]
         columns.append(gradient[0] * dq[0] + gradient[1] * dq[1])
     return np.stack(columns)
 
