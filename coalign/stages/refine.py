@@ -267,7 +267,16 @@ def _solve(target, base, jacobian, free, min_pixels) -> _Step:
     delta, sigma = np.zeros(N_PARAMETERS), np.full(N_PARAMETERS, np.nan)
     if t.size < max(min_pixels, x.shape[1] + 2):
         return _Step(delta, sigma, False)
-    coef, *_ = np.linalg.lstsq(x, t, rcond=None)
+    # Normal equations, with the columns scaled to unit norm to keep them well conditioned.
+    normal = x.T @ x
+    scale = 1.0 / np.sqrt(np.diag(normal))
+    if not np.all(np.isfinite(scale)):
+        return _Step(delta, sigma, False)
+    try:
+        inverse = scale[:, None] * np.linalg.inv(normal * scale[:, None] * scale) * scale
+    except np.linalg.LinAlgError:
+        return _Step(delta, sigma, False)
+    coef = inverse @ (x.T @ t)
     beta = coef[1]
     if not beta > 0:
         return _Step(delta, sigma, False)
@@ -275,10 +284,7 @@ def _solve(target, base, jacobian, free, min_pixels) -> _Step:
     residual_image = np.full(valid.shape, np.nan)
     residual_image[valid] = residual
     variance = residual @ residual / (t.size - x.shape[1]) * correlation_inflation(residual_image)
-    try:
-        diagonal = np.diag(np.linalg.inv(x.T @ x))[2:]
-    except np.linalg.LinAlgError:
-        return _Step(delta, sigma, False)
+    diagonal = np.diag(inverse)[2:]
     # theta_k = c_k / beta with c_k the gradient coefficients; beta's own error is second order.
     delta[free] = coef[2:] / beta
     sigma[free] = np.sqrt(np.clip(diagonal, 0, None) * variance) / beta
