@@ -142,10 +142,10 @@ def _separable(matrix) -> bool:
     return bool(matrix[0, 1] == 0.0 and matrix[1, 0] == 0.0)
 
 
-def _axis_coordinates(matrix, offset, ny, columns):
-    """Padded-reference rows seen by target rows ``0..ny-1`` and columns seen by target ``columns``, for
-    a `_separable` mapping: the axes of `_coordinates`."""
-    return matrix[0, 0] * np.arange(ny) + offset[0], matrix[1, 1] * columns + offset[1]
+def _axis_coordinates(matrix, offset, ny, nx):
+    """Padded-reference rows seen by target rows ``0..ny-1`` and columns seen by target columns
+    ``0..nx-1``, for a `_separable` mapping: the axes of `_coordinates`."""
+    return matrix[0, 0] * np.arange(ny) + offset[0], matrix[1, 1] * np.arange(nx) + offset[1]
 
 
 def _cubic_taps(q, n):
@@ -190,22 +190,18 @@ def _separable_interpolation(image, taps_y, weights_y, taps_x, weights_x):
     return out
 
 
-def _separable_cubic(coefficients, yq, xq):
-    """Cubic spline of padded ``coefficients`` at rows ``yq`` times columns ``xq`` (unpadded positions)."""
-    n_y, n_x = coefficients.shape
-    return _separable_interpolation(
-        coefficients, *_cubic_taps(yq + SPLINE_PAD, n_y), *_cubic_taps(xq + SPLINE_PAD, n_x)
-    )
+def _separable_cubic(coefficients, rows, columns, selected):
+    """Cubic spline of ``coefficients`` with the taps of `_cubic_taps` along each axis, at the ``selected``
+    columns."""
+    return _separable_interpolation(coefficients, *rows, *(part[:, selected] for part in columns))
 
 
-def _separable_support(valid, yq, xq):
-    """Linear interpolation (0 beyond the edges) of a valid-pixel mask at rows ``yq`` times columns ``xq``."""
-    taps_y, weights_y, inside_y = _linear_taps(yq, valid.shape[0])
-    taps_x, weights_x, inside_x = _linear_taps(xq, valid.shape[1])
-    support = _separable_interpolation(valid, taps_y, weights_y, taps_x, weights_x)
-    support[~inside_y] = 0.0
-    support[:, ~inside_x] = 0.0
-    return support
+def _separable_unsupported(valid, rows, columns, selected):
+    """Where the linear interpolation of a valid-pixel mask, with the taps of `_linear_taps` along each
+    axis at the ``selected`` columns, falls below 1 (0 beyond the edges): the samples to discard."""
+    (taps_y, weights_y, inside_y), (taps_x, weights_x, inside_x) = rows, columns
+    support = _separable_interpolation(valid, taps_y, weights_y, taps_x[:, selected], weights_x[:, selected])
+    return (support < 1.0 - 1e-9) | ~inside_y[:, None] | ~inside_x[selected]
 
 
 def separable_linear(image, yq, xq, cval=np.nan):
@@ -250,11 +246,14 @@ def sample_reference(
     frames, prepared, (ny, nx), per_frame, (matrix, offset) = _sampling_setup(frames, transform, grid, plan)
     out = np.zeros((ny, nx))
     separable = prepared is not None and _separable(matrix)
+    if separable:  # the same cubic spline, one axis at a time; the taps are shared by all frames
+        yq, xq = _axis_coordinates(matrix, offset, ny, nx)
+        cubic = [_cubic_taps(q + SPLINE_PAD, n) for q, n in zip((yq, xq), frames.shape[1:], strict=True)]
+        linear = [_linear_taps(q, n) for q, n in zip((yq, xq), prepared.valid.shape[1:], strict=True)]
     for k, columns, weight in per_frame:
-        if separable:  # the same cubic spline, one axis at a time
-            yq, xq = _axis_coordinates(matrix, offset, ny, columns)
-            values = _separable_cubic(frames[k], yq, xq)
-            values[_separable_support(prepared.valid[k], yq, xq) < 1.0 - 1e-9] = np.nan
+        if separable:
+            values = _separable_cubic(frames[k], *cubic, columns)
+            values[_separable_unsupported(prepared.valid[k], *linear, columns)] = np.nan
             out[:, columns] += weight * values
             continue
         coords = _coordinates(matrix, offset, ny, columns)
@@ -310,11 +309,17 @@ def reference_gradient(
     moved = np.zeros((2, ny, nx))
     probes = step * np.eye(2)
     separable = _separable(matrix)
+    if separable:
+        positions = [q + SPLINE_PAD for q in _axis_coordinates(matrix, offset, ny, nx)]
+        taps = [
+            [_cubic_taps(q + probe, n) for probe in (0.0, step)]
+            for q, n in zip(positions, coefficients.shape[1:], strict=True)
+        ]
     for k, columns, weight in per_frame:
         if separable:
-            yq, xq = _axis_coordinates(matrix, offset, ny, columns)
-            moved[0][:, columns] += weight * _separable_cubic(coefficients[k], yq + step, xq)
-            moved[1][:, columns] += weight * _separable_cubic(coefficients[k], yq, xq + step)
+            (rows, rows_moved), (cols, cols_moved) = taps
+            moved[0][:, columns] += weight * _separable_cubic(coefficients[k], rows_moved, cols, columns)
+            moved[1][:, columns] += weight * _separable_cubic(coefficients[k], rows, cols_moved, columns)
             continue
         coords = _coordinates(matrix, offset, ny, columns) + SPLINE_PAD
         stacked = np.concatenate([coords + probe[:, None] for probe in probes], axis=1)
