@@ -76,18 +76,14 @@ def scaled_frames(
     centre_yx = np.array(grid.crpix[::-1]) + np.asarray(grid.pad, dtype=float)
     offset = centre_yx - linear_yx @ centre_yx
     bands = bands if bands is not None else [(0, shape[1])] * len(frames)
+    if order == 1 and linear_yx[0, 1] == 0.0 and linear_yx[1, 0] == 0.0:
+        # Rows to rows, columns to columns: the same interpolation one axis at a time.
+        y_offset, x_offset = offset + linear_yx @ [y0, x0]
+        rows = linear_yx[0, 0] * np.arange(shape[0]) + y_offset
+        return separable_linear(frames, rows, linear_yx[1, 1] * np.arange(shape[1]) + x_offset, bands=bands)
     out = np.full((len(frames), *shape), np.nan)
-    separable = order == 1 and linear_yx[0, 1] == 0.0 and linear_yx[1, 0] == 0.0
     for k, (start, stop) in enumerate(bands):
         if stop <= start:
-            continue
-        if separable:  # rows to rows, columns to columns: the same interpolation one axis at a time
-            y_offset, x_offset = offset + linear_yx @ [y0, x0 + start]
-            out[k, :, start:stop] = separable_linear(
-                frames[k],
-                linear_yx[0, 0] * np.arange(shape[0]) + y_offset,
-                linear_yx[1, 1] * np.arange(stop - start) + x_offset,
-            )
             continue
         out[k, :, start:stop] = ndimage.affine_transform(
             frames[k],

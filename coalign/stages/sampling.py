@@ -204,19 +204,43 @@ def _separable_unsupported(valid, rows, columns, selected):
     return (support < 1.0 - 1e-9) | ~inside_y[:, None] | ~inside_x[selected]
 
 
-def separable_linear(image, yq, xq, cval=np.nan):
-    """Linear interpolation of ``image`` at rows ``yq`` times columns ``xq``: ``(len(yq), len(xq))``.
+def separable_linear(images, yq, xq, *, bands=None, cval=np.nan):
+    """Linear interpolation of ``images`` at rows ``yq`` times columns ``xq``.
 
     The same values as `scipy.ndimage.map_coordinates` with ``order=1, prefilter=False`` at every
     ``(yq[i], xq[j])``, NaN pixels included (they spread to every output that reads them): ``cval``
     beyond the edges.
+
+    Parameters
+    ----------
+    images : (my, mx) or (k, my, mx) array_like
+        Image(s) to interpolate.
+    yq, xq : 1-D array_like
+        Row and column positions.
+    bands : sequence of (int, int), optional
+        Per image, the output columns ``[start, stop)`` to compute; the others are ``cval``.
+    cval : float
+        Value beyond the edges.
+
+    Returns
+    -------
+    (len(yq), len(xq)) or (k, len(yq), len(xq)) ndarray
     """
-    taps_y, weights_y, inside_y = _linear_taps(np.asarray(yq, dtype=float), image.shape[0])
-    taps_x, weights_x, inside_x = _linear_taps(np.asarray(xq, dtype=float), image.shape[1])
-    out = _separable_interpolation(image, taps_y, weights_y, taps_x, weights_x)
-    out[~inside_y] = cval
-    out[:, ~inside_x] = cval
-    return out
+    images = np.asarray(images, dtype=float)
+    stack = images if images.ndim == 3 else images[None]
+    taps_y, weights_y, inside_y = _linear_taps(np.asarray(yq, dtype=float), stack.shape[1])
+    taps_x, weights_x, inside_x = _linear_taps(np.asarray(xq, dtype=float), stack.shape[2])
+    out = np.full((len(stack), taps_y.shape[1], taps_x.shape[1]), cval)
+    bands = bands if bands is not None else [(0, taps_x.shape[1])] * len(stack)
+    for image, values, (start, stop) in zip(stack, out, bands, strict=True):
+        if stop > start:
+            columns = slice(start, stop)
+            values[:, columns] = _separable_interpolation(
+                image, taps_y, weights_y, taps_x[:, columns], weights_x[:, columns]
+            )
+    out[:, ~inside_y] = cval
+    out[:, :, ~inside_x] = cval
+    return out if images.ndim == 3 else out[0]
 
 
 def sample_reference(
