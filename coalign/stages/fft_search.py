@@ -252,7 +252,15 @@ def bin_rows(target, frames, grid: TargetGrid, factor: int):
     binned_target = bin_image(target, (factor, 1))
     binned_pad = (pad_y - drop) // factor
     n_rows = binned_target.shape[0] + 2 * binned_pad
-    binned_frames = np.stack([bin_image(frame[drop:], (factor, 1))[:n_rows] for frame in frames])
+    # Columns bin independently: only those holding valid pixels (a band per synthetic-raster frame).
+    binned_frames = np.full(
+        (len(frames), min(n_rows, (frames.shape[1] - drop) // factor), frames.shape[2]), np.nan
+    )
+    for frame, binned in zip(frames, binned_frames, strict=True):
+        used = np.flatnonzero(np.isfinite(frame).any(axis=0))
+        if used.size:
+            columns = slice(used[0], used[-1] + 1)
+            binned[:, columns] = bin_image(frame[drop:, columns], (factor, 1))[: len(binned)]
     matrix = np.asarray(grid.matrix) @ np.diag([1.0, factor])
     crpix = (grid.crpix[0], (grid.crpix[1] + 0.5) / factor - 0.5)
     binned_grid = TargetGrid(crpix, tuple(map(tuple, matrix)), (binned_pad, pad_x))
