@@ -3,6 +3,7 @@
 from typing import NamedTuple
 
 import numpy as np
+import scipy.sparse
 from scipy import ndimage
 
 from coalign.transform import TargetGrid, Transform, pixel_mapping
@@ -175,33 +176,68 @@ def _linear_taps(q, n):
     return np.stack([base, upper]), np.stack([1.0 - y, y]), inside
 
 
-def _separable_interpolation(image, taps_y, weights_y, taps_x, weights_x):
-    """``sum_a sum_b weights_y[a] weights_x[b] image[taps_y[a], taps_x[b]]`` for every row position and
-    column position: ``(len(y), len(x))``, one 1-D pass per axis. NaN pixels spread to every output that
-    reads them, whatever their weight."""
-    lo, hi = int(taps_x.min()), int(taps_x.max()) + 1
-    rows = weights_y[0][:, None] * image[taps_y[0], lo:hi]
-    for tap, weight in zip(taps_y[1:], weights_y[1:], strict=True):
-        rows += weight[:, None] * image[tap, lo:hi]
-    local = taps_x - lo
-    out = weights_x[0] * rows[:, local[0]]
-    for tap, weight in zip(local[1:], weights_x[1:], strict=True):
-        out += weight * rows[:, tap]
-    return out
+class _Axis(NamedTuple):
+    """1-D interpolation along one axis: a sparse matrix from the pixels ``[start, stop)`` it reads to the
+    positions, one row of tap weights each."""
+
+    matrix: scipy.sparse.csr_matrix
+    start: int
+    stop: int
 
 
-def _separable_cubic(coefficients, rows, columns, selected):
-    """Cubic spline of ``coefficients`` with the taps of `_cubic_taps` along each axis, at the ``selected``
-    columns."""
-    return _separable_interpolation(coefficients, *rows, *(part[:, selected] for part in columns))
+def _axis(taps, weights) -> _Axis:
+    """The `_Axis` of the taps and weights of `_cubic_taps` or `_linear_taps` (their columns: positions).
+    Zero weights stay stored, so that a NaN pixel spreads to every position that reads it."""
+    n_taps, n = taps.shape
+    start, stop = int(taps.min()), int(taps.max()) + 1
+    matrix = scipy.sparse.csr_matrix(
+        (weights.T.ravel(), (taps - start).T.ravel(), np.arange(0, n_taps * n + 1, n_taps)),
+        shape=(n, stop - start),
+    )
+    return _Axis(matrix, start, stop)
 
 
-def _separable_unsupported(valid, rows, columns, selected):
-    """Where the linear interpolation of a valid-pixel mask, with the taps of `_linear_taps` along each
-    axis at the ``selected`` columns, falls below 1 (0 beyond the edges): the samples to discard."""
-    (taps_y, weights_y, inside_y), (taps_x, weights_x, inside_x) = rows, columns
-    support = _separable_interpolation(valid, taps_y, weights_y, taps_x[:, selected], weights_x[:, selected])
-    return (support < 1.0 - 1e-9) | ~inside_y[:, None] | ~inside_x[selected]
+def _separable_interpolation(image, rows: _Axis, columns: _Axis):
+    """``sum_a sum_b w_rows[a] w_columns[b] image[row tap a, column tap b]`` for every column position and
+    row position (transposed: ``(n_columns, n_rows)``), one sparse pass per axis."""
+    block = image[rows.start : rows.stop, columns.start : columns.stop]
+    return columns.matrix @ (rows.matrix @ block).T
+
+
+def _sample_separable(prepared: SplineFrames, matrix, offset, shape, per_frame) -> np.ndarray:
+    """`sample_reference` of prepared frames under a `_separable` mapping: the same cubic spline and
+    support, one axis at a time, the rows' interpolation shared by all frames."""
+    ny, nx = shape
+    yq, xq = _axis_coordinates(matrix, offset, ny, nx)
+    cubic_rows = _axis(*_cubic_taps(yq + SPLINE_PAD, prepared.coefficients.shape[1]))
+    cubic_columns = _cubic_taps(xq + SPLINE_PAD, prepared.coefficients.shape[2])
+    *linear_rows, inside_y = _linear_taps(yq, prepared.valid.shape[1])
+    *linear_columns, inside_x = _linear_taps(xq, prepared.valid.shape[2])
+    linear_rows = _axis(*linear_rows)
+    out = np.zeros((nx, ny))  # transposed: each frame adds whole rows
+    for k, columns, weight in per_frame:
+        cubic = _axis(*(part[:, columns] for part in cubic_columns))
+        values = _separable_interpolation(prepared.coefficients[k], cubic_rows, cubic)
+        linear = _axis(*(part[:, columns] for part in linear_columns))
+        support = _separable_interpolation(prepared.valid[k], linear_rows, linear)
+        values[(support < 1.0 - 1e-9) | ~inside_y | ~inside_x[columns, None]] = np.nan
+        out[columns] += weight[:, None] * values
+    return np.ascontiguousarray(out.T)
+
+
+def _moved_separable(coefficients, matrix, offset, shape, per_frame, step) -> np.ndarray:
+    """The cubic spline moved by ``step`` along y and along x, as in `reference_gradient`, under a
+    `_separable` mapping: ``(2, ny, nx)``."""
+    ny, nx = shape
+    yq, xq = (q + SPLINE_PAD for q in _axis_coordinates(matrix, offset, ny, nx))
+    rows, rows_moved = (_axis(*_cubic_taps(yq + probe, coefficients.shape[1])) for probe in (0.0, step))
+    taps, taps_moved = (_cubic_taps(xq + probe, coefficients.shape[2]) for probe in (0.0, step))
+    moved = np.zeros((2, nx, ny))  # transposed
+    for k, columns, weight in per_frame:
+        cols, cols_moved = (_axis(*(part[:, columns] for part in t)) for t in (taps, taps_moved))
+        moved[0][columns] += weight[:, None] * _separable_interpolation(coefficients[k], rows_moved, cols)
+        moved[1][columns] += weight[:, None] * _separable_interpolation(coefficients[k], rows, cols_moved)
+    return np.ascontiguousarray(moved.transpose(0, 2, 1))
 
 
 def separable_linear(images, yq, xq, *, bands=None, cval=np.nan):
@@ -232,12 +268,11 @@ def separable_linear(images, yq, xq, *, bands=None, cval=np.nan):
     taps_x, weights_x, inside_x = _linear_taps(np.asarray(xq, dtype=float), stack.shape[2])
     out = np.full((len(stack), taps_y.shape[1], taps_x.shape[1]), cval)
     bands = bands if bands is not None else [(0, taps_x.shape[1])] * len(stack)
+    rows = _axis(taps_y, weights_y)
     for image, values, (start, stop) in zip(stack, out, bands, strict=True):
         if stop > start:
-            columns = slice(start, stop)
-            values[:, columns] = _separable_interpolation(
-                image, taps_y, weights_y, taps_x[:, columns], weights_x[:, columns]
-            )
+            columns = _axis(taps_x[:, start:stop], weights_x[:, start:stop])
+            values[:, start:stop] = _separable_interpolation(image, rows, columns).T
     out[:, ~inside_y] = cval
     out[:, :, ~inside_x] = cval
     return out if images.ndim == 3 else out[0]
@@ -268,18 +303,10 @@ def sample_reference(
         NaN where the reference is invalid or out of the padded grid.
     """
     frames, prepared, (ny, nx), per_frame, (matrix, offset) = _sampling_setup(frames, transform, grid, plan)
+    if prepared is not None and _separable(matrix):
+        return _sample_separable(prepared, matrix, offset, (ny, nx), per_frame)
     out = np.zeros((ny, nx))
-    separable = prepared is not None and _separable(matrix)
-    if separable:  # the same cubic spline, one axis at a time; the taps are shared by all frames
-        yq, xq = _axis_coordinates(matrix, offset, ny, nx)
-        cubic = [_cubic_taps(q + SPLINE_PAD, n) for q, n in zip((yq, xq), frames.shape[1:], strict=True)]
-        linear = [_linear_taps(q, n) for q, n in zip((yq, xq), prepared.valid.shape[1:], strict=True)]
     for k, columns, weight in per_frame:
-        if separable:
-            values = _separable_cubic(frames[k], *cubic, columns)
-            values[_separable_unsupported(prepared.valid[k], *linear, columns)] = np.nan
-            out[:, columns] += weight * values
-            continue
         coords = _coordinates(matrix, offset, ny, columns)
         if prepared is not None:
             values = ndimage.map_coordinates(
@@ -330,21 +357,11 @@ def reference_gradient(
     if sampled is None:
         sampled = sample_reference(frames, transform, grid, plan=plan)
     coefficients, _, (ny, nx), per_frame, (matrix, offset) = _sampling_setup(frames, transform, grid, plan)
+    if _separable(matrix):
+        return (_moved_separable(coefficients, matrix, offset, (ny, nx), per_frame, step) - sampled) / step
     moved = np.zeros((2, ny, nx))
     probes = step * np.eye(2)
-    separable = _separable(matrix)
-    if separable:
-        positions = [q + SPLINE_PAD for q in _axis_coordinates(matrix, offset, ny, nx)]
-        taps = [
-            [_cubic_taps(q + probe, n) for probe in (0.0, step)]
-            for q, n in zip(positions, coefficients.shape[1:], strict=True)
-        ]
     for k, columns, weight in per_frame:
-        if separable:
-            (rows, rows_moved), (cols, cols_moved) = taps
-            moved[0][:, columns] += weight * _separable_cubic(coefficients[k], rows_moved, cols, columns)
-            moved[1][:, columns] += weight * _separable_cubic(coefficients[k], rows, cols_moved, columns)
-            continue
         coords = _coordinates(matrix, offset, ny, columns) + SPLINE_PAD
         stacked = np.concatenate([coords + probe[:, None] for probe in probes], axis=1)
         values = ndimage.map_coordinates(coefficients[k], stacked, order=3, mode="nearest", prefilter=False)
