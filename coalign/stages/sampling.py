@@ -176,52 +176,61 @@ def _linear_taps(q, n):
     return np.stack([base, upper]), np.stack([1.0 - y, y]), inside
 
 
-class _Axis(NamedTuple):
-    """1-D interpolation along one axis: a sparse matrix from the pixels ``[start, stop)`` it reads to the
-    positions, one row of tap weights each."""
-
-    matrix: scipy.sparse.csr_matrix
-    start: int
-    stop: int
-
-
-def _axis(taps, weights) -> _Axis:
-    """The `_Axis` of the taps and weights of `_cubic_taps` or `_linear_taps` (their columns: positions).
-    Zero weights stay stored, so that a NaN pixel spreads to every position that reads it."""
+def _tap_matrix(taps, weights, start, width):
+    """Sparse ``(n, width)`` matrix of 1-D interpolation: row ``i`` holds ``weights[:, i]`` at columns
+    ``taps[:, i] - start`` (repeated taps add up). Zero weights stay stored, so that a NaN pixel spreads
+    to every position that reads it, as in `scipy.ndimage`."""
     n_taps, n = taps.shape
-    start, stop = int(taps.min()), int(taps.max()) + 1
-    matrix = scipy.sparse.csr_matrix(
-        (weights.T.ravel(), (taps - start).T.ravel(), np.arange(0, n_taps * n + 1, n_taps)),
-        shape=(n, stop - start),
+    return scipy.sparse.csr_matrix(
+        (weights.T.ravel(), (taps - start).T.ravel(), np.arange(0, n_taps * n + 1, n_taps)), shape=(n, width)
     )
-    return _Axis(matrix, start, stop)
 
 
-def _separable_interpolation(image, rows: _Axis, columns: _Axis):
-    """``sum_a sum_b w_rows[a] w_columns[b] image[row tap a, column tap b]`` for every column position and
-    row position (transposed: ``(n_columns, n_rows)``), one sparse pass per axis."""
-    block = image[rows.start : rows.stop, columns.start : columns.stop]
-    return columns.matrix @ (rows.matrix @ block).T
+def _separable_interpolation(images, rows, blocks):
+    """Separable interpolation of several images, one sparse product per axis for all of them.
+
+    ``rows`` are the taps and weights (of `_cubic_taps` or `_linear_taps`) of the row positions, shared by
+    all images; each of ``blocks`` is ``(k, taps, weights)``: an image index and its column positions'
+    taps and weights. Returns, per block, ``sum_a sum_b w_row[a] w_column[b] images[k][row tap a, column
+    tap b]`` transposed: ``(n_columns, n_rows)``.
+    """
+    row_taps, row_weights = rows
+    y0, y1 = int(row_taps.min()), int(row_taps.max()) + 1
+    spans = [(int(taps.min()), int(taps.max()) + 1) for _, taps, _ in blocks]
+    # The columns each block reads, side by side; its taps shifted to where they landed.
+    read = np.concatenate(
+        [images[k][y0:y1, x0:x1] for (k, _, _), (x0, x1) in zip(blocks, spans, strict=True)], axis=1
+    )
+    landed = np.cumsum([0] + [x1 - x0 for x0, x1 in spans[:-1]]) - [x0 for x0, _ in spans]
+    column_taps = np.concatenate(
+        [taps + shift for (_, taps, _), shift in zip(blocks, landed, strict=True)], axis=1
+    )
+    column_weights = np.concatenate([weights for _, _, weights in blocks], axis=1)
+    rows_done = _tap_matrix(row_taps, row_weights, y0, y1 - y0) @ read
+    out = _tap_matrix(column_taps, column_weights, 0, read.shape[1]) @ rows_done.T
+    return np.split(out, np.cumsum([taps.shape[1] for _, taps, _ in blocks])[:-1])
 
 
 def _sample_separable(prepared: SplineFrames, matrix, offset, shape, per_frame) -> np.ndarray:
     """`sample_reference` of prepared frames under a `_separable` mapping: the same cubic spline and
-    support, one axis at a time, the rows' interpolation shared by all frames."""
+    support, one axis at a time for all frames at once."""
     ny, nx = shape
     yq, xq = _axis_coordinates(matrix, offset, ny, nx)
-    cubic_rows = _axis(*_cubic_taps(yq + SPLINE_PAD, prepared.coefficients.shape[1]))
+    cubic_rows = _cubic_taps(yq + SPLINE_PAD, prepared.coefficients.shape[1])
     cubic_columns = _cubic_taps(xq + SPLINE_PAD, prepared.coefficients.shape[2])
     *linear_rows, inside_y = _linear_taps(yq, prepared.valid.shape[1])
     *linear_columns, inside_x = _linear_taps(xq, prepared.valid.shape[2])
-    linear_rows = _axis(*linear_rows)
+    per_frame = list(per_frame)
+    values = _separable_interpolation(
+        prepared.coefficients, cubic_rows, [(k, *(p[:, c] for p in cubic_columns)) for k, c, _ in per_frame]
+    )
+    supports = _separable_interpolation(
+        prepared.valid, linear_rows, [(k, *(p[:, c] for p in linear_columns)) for k, c, _ in per_frame]
+    )
     out = np.zeros((nx, ny))  # transposed: each frame adds whole rows
-    for k, columns, weight in per_frame:
-        cubic = _axis(*(part[:, columns] for part in cubic_columns))
-        values = _separable_interpolation(prepared.coefficients[k], cubic_rows, cubic)
-        linear = _axis(*(part[:, columns] for part in linear_columns))
-        support = _separable_interpolation(prepared.valid[k], linear_rows, linear)
-        values[(support < 1.0 - 1e-9) | ~inside_y | ~inside_x[columns, None]] = np.nan
-        out[columns] += weight[:, None] * values
+    for (_, columns, weight), value, support in zip(per_frame, values, supports, strict=True):
+        value[(support < 1.0 - 1e-9) | ~inside_y | ~inside_x[columns, None]] = np.nan
+        out[columns] += weight[:, None] * value
     return np.ascontiguousarray(out.T)
 
 
@@ -230,13 +239,17 @@ def _moved_separable(coefficients, matrix, offset, shape, per_frame, step) -> np
     `_separable` mapping: ``(2, ny, nx)``."""
     ny, nx = shape
     yq, xq = (q + SPLINE_PAD for q in _axis_coordinates(matrix, offset, ny, nx))
-    rows, rows_moved = (_axis(*_cubic_taps(yq + probe, coefficients.shape[1])) for probe in (0.0, step))
-    taps, taps_moved = (_cubic_taps(xq + probe, coefficients.shape[2]) for probe in (0.0, step))
+    per_frame = list(per_frame)
     moved = np.zeros((2, nx, ny))  # transposed
-    for k, columns, weight in per_frame:
-        cols, cols_moved = (_axis(*(part[:, columns] for part in t)) for t in (taps, taps_moved))
-        moved[0][columns] += weight[:, None] * _separable_interpolation(coefficients[k], rows_moved, cols)
-        moved[1][columns] += weight[:, None] * _separable_interpolation(coefficients[k], rows, cols_moved)
+    for axis, (y_step, x_step) in enumerate(((step, 0.0), (0.0, step))):
+        columns = _cubic_taps(xq + x_step, coefficients.shape[2])
+        values = _separable_interpolation(
+            coefficients,
+            _cubic_taps(yq + y_step, coefficients.shape[1]),
+            [(k, *(p[:, c] for p in columns)) for k, c, _ in per_frame],
+        )
+        for (_, c, weight), value in zip(per_frame, values, strict=True):
+            moved[axis][c] += weight[:, None] * value
     return np.ascontiguousarray(moved.transpose(0, 2, 1))
 
 
@@ -268,11 +281,12 @@ def separable_linear(images, yq, xq, *, bands=None, cval=np.nan):
     taps_x, weights_x, inside_x = _linear_taps(np.asarray(xq, dtype=float), stack.shape[2])
     out = np.full((len(stack), taps_y.shape[1], taps_x.shape[1]), cval)
     bands = bands if bands is not None else [(0, taps_x.shape[1])] * len(stack)
-    rows = _axis(taps_y, weights_y)
-    for image, values, (start, stop) in zip(stack, out, bands, strict=True):
-        if stop > start:
-            columns = _axis(taps_x[:, start:stop], weights_x[:, start:stop])
-            values[:, start:stop] = _separable_interpolation(image, rows, columns).T
+    used = [(k, start, stop) for k, (start, stop) in enumerate(bands) if stop > start]
+    blocks = [(k, taps_x[:, start:stop], weights_x[:, start:stop]) for k, start, stop in used]
+    if blocks:
+        values = _separable_interpolation(stack, (taps_y, weights_y), blocks)
+        for (k, start, stop), value in zip(used, values, strict=True):
+            out[k, :, start:stop] = value.T
     out[:, ~inside_y] = cval
     out[:, :, ~inside_x] = cval
     return out if images.ndim == 3 else out[0]
