@@ -290,8 +290,8 @@ def fft_search(
        ``map_fn``: a 1-D grid on ``sx``, then on ``sy``, at ``params.scale_step``. The target's spectra
        are computed once for all of them. When rows are much finer than columns (a SPICE raster) and
        ``params.scale_grid_square_bins``, the grid runs on rows binned towards square pixels
-       (`row_binning_factor`, `bin_rows`) and the shift is searched again at full resolution at the
-       grid's best scale.
+       (`row_binning_factor`, `bin_rows`), in single precision (it only places the scale), and the
+       shift is searched again at full resolution at the grid's best scale.
        With ``params.fit_roll``, a grid over the roll (``params.roll_range_deg`` at
        ``params.roll_step_deg``) follows, at the best scale.
     2. The best candidate is refined jointly in shift (and scale, and roll) on the exact metric (cubic
@@ -312,7 +312,8 @@ def fft_search(
     if params.fit_scale or params.fit_roll:
         factor = row_binning_factor(grid, target.shape[0]) if params.scale_grid_square_bins else 1
         problem = bin_rows(target, frames, grid, factor) if factor > 1 else full_resolution
-        grid_best_at = _shift_scorer(*problem, start, params, plan)
+        # On binned rows the grid only places the scale (vertex of its scores): single precision will do.
+        grid_best_at = _shift_scorer(*problem, start, params, plan, np.float32 if factor > 1 else np.float64)
         peaks, linear_start = _scale_and_roll_grids(grid_best_at, start, params, map_fn)
         n_eval += len(peaks)
         del grid_best_at, problem
@@ -372,7 +373,7 @@ def _scale_and_roll_grids(best_at, start: Transform, params: PhaseParams, map_fn
     return peaks, (sx, sy, roll)
 
 
-def _shift_scorer(target, frames, grid, start, params, plan):
+def _shift_scorer(target, frames, grid, start, params, plan, dtype=np.float64):
     """``best_at(sx, sy, roll)``: the best shift at one scale and roll, over the frames' window that the
     search can reach (`offset_window`), with the target's spectra computed once."""
     low, high = params.scale_range if params.fit_scale else (1.0, 1.0)
@@ -381,7 +382,7 @@ def _shift_scorer(target, frames, grid, start, params, plan):
     rolls = (min(low, start.roll), max(high, start.roll))
     window = offset_window(grid, target.shape, frames.shape[1:], start, params, scales, rolls)
     y0, y1, x0, x1 = window
-    prepared = target_spectra(target, (y1 - y0, x1 - x0), plan=plan)
+    prepared = target_spectra(target, (y1 - y0, x1 - x0), plan=plan, dtype=dtype)
     return partial(_best_shift, prepared, frames, grid, start=start, params=params, plan=plan, window=window)
 
 

@@ -118,3 +118,17 @@ def test_prepared_spectra_refuse_frames_of_another_shape():
     prepared = target_spectra(target, frames.shape[1:])
     with pytest.raises(ShapeError, match="call target_spectra again"):
         ncc_surface_from_spectra(prepared, frames[:, :-1])
+
+
+@pytest.mark.parametrize("name", PLANS)
+def test_single_precision_surface_is_close_to_double(name):
+    target, frames = _frames()
+    plan = PLANS[name]
+    reference = frames if plan is not None else frames[0]
+    double = ncc_surface_from_spectra(target_spectra(target, frames.shape[1:], plan=plan), reference)
+    prepared = target_spectra(target, frames.shape[1:], plan=plan, dtype=np.float32)
+    single = ncc_surface_from_spectra(prepared, reference)
+    assert prepared.spectra.dtype == np.complex64 and single.dtype == np.float64
+    np.testing.assert_array_equal(np.isnan(single), np.isnan(double))
+    np.testing.assert_allclose(single, double, atol=1e-5)
+    assert np.isfinite(double).mean() > 0.5
