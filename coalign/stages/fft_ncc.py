@@ -11,7 +11,8 @@ shape, so their products add up in Fourier space and each of the six sums needs 
 The target's spectra do not depend on the reference: `target_spectra` computes them once, and
 `ncc_surface_from_spectra` scores any number of reference candidates (e.g. one per scale) against them.
 Where a group's band of the reference is valid throughout (the usual case), the overlap of its columns is
-the same at every offset: its sums over the mask are the target's own totals, with no transform at all.
+the same at every offset: its sums over the mask are the target's own totals, with no transform at all
+(the target's mask terms are transformed only once a band with holes needs them).
 """
 
 from typing import NamedTuple
@@ -39,6 +40,8 @@ SUM_TERMS = {
 }
 #: Terms needed when no column blends two frames.
 UNBLENDED = {"target": TARGET_TERMS[:6], "frame": FRAME_TERMS[:3]}
+#: The target terms that pair with the reference's valid mask ``v`` (the sums n, a and aa).
+MASK_TERMS = TARGET_TERMS[:3]
 
 
 class TargetSpectra(NamedTuple):
@@ -47,7 +50,8 @@ class TargetSpectra(NamedTuple):
     Attributes
     ----------
     spectra : (n_groups, n_terms, fy, fx // 2 + 1) complex ndarray
-        Conjugated spectra of the column-masked target images (`TARGET_TERMS`, or the unblended subset).
+        Conjugated spectra of the column-masked target images that pair with the reference's values
+        (`TARGET_TERMS` after `MASK_TERMS`, or the unblended subset).
     groups : tuple of (lower frame, upper frame, first column, last column)
         Column groups and the target columns ``first..last`` each one spans.
     target_shape, frame_shape : tuple of int
@@ -63,8 +67,13 @@ class TargetSpectra(NamedTuple):
     workers : int or None
         Threads used by `scipy.fft`.
     totals : (n_groups, 3) ndarray
-        Sums of the images ``m``, ``t`` and ``tt`` of each group: its sums ``n``, ``a`` and ``aa`` at
-        every offset when the reference is valid over its whole band.
+        Sums of the images ``m``, ``t`` and ``tt`` (`MASK_TERMS`) of each group: its sums ``n``, ``a`` and
+        ``aa`` at every offset when the reference is valid over its whole band.
+    mask_images : tuple of (3, ny, width) ndarray
+        Those images, per group, transformed when a reference band with holes needs them (see
+        `mask_spectra`).
+    mask_cache : dict
+        Their conjugated spectra once computed, by group.
     """
 
     spectra: np.ndarray
@@ -77,6 +86,17 @@ class TargetSpectra(NamedTuple):
     var_floor: float
     workers: int | None
     totals: np.ndarray
+    mask_images: tuple
+    mask_cache: dict
+
+    def mask_spectra(self, group: int) -> np.ndarray:
+        """Conjugated spectra ``(3, fy, fx // 2 + 1)`` of one group's `MASK_TERMS`, computed on first use."""
+        spectra = self.mask_cache.get(group)
+        if spectra is None:
+            images = self.mask_images[group].astype(self.spectra.real.dtype, copy=False)
+            spectra = np.conj(scipy.fft.rfft2(images, s=self.fft_shape, workers=self.workers))
+            self.mask_cache[group] = spectra
+        return spectra
 
 
 def _column_groups(plan: FramePlan, nx: int):
@@ -88,8 +108,12 @@ def _column_groups(plan: FramePlan, nx: int):
     return groups
 
 
-def _target_images(t, m_t, columns, weights, width):
-    """The target terms of one group, on its band of ``width`` columns starting at its first column."""
+def _target_images(t, m_t, columns, weights, width, names):
+    """The target terms ``names`` of one group, on its band of ``width`` columns from its first column.
+
+    A term ``base_suffix`` is the image ``m``, ``t`` or ``tt`` (``t * t``) times a column weight: 1 in the
+    group (no suffix), the lower frame's weight ``lo``, the upper's ``hi``, or their products.
+    """
     c0 = int(columns.min())
     local = columns - c0
     in_group = np.zeros(width)
@@ -98,18 +122,22 @@ def _target_images(t, m_t, columns, weights, width):
     a_hi[local] = weights
     a_lo = in_group - a_hi
     t, m_t = t[:, c0 : c0 + width], m_t[:, c0 : c0 + width]
-    return {
-        "m": m_t * in_group,
-        "t": t * in_group,
-        "tt": t * t * in_group,
-        "m_lo": m_t * a_lo,
-        "t_lo": t * a_lo,
-        "m_lolo": m_t * a_lo**2,
-        "m_hi": m_t * a_hi,
-        "t_hi": t * a_hi,
-        "m_hihi": m_t * a_hi**2,
-        "m_lohi": 2 * m_t * a_lo * a_hi,
+    column_weights = {
+        "": in_group,
+        "lo": a_lo,
+        "lolo": a_lo**2,
+        "hi": a_hi,
+        "hihi": a_hi**2,
+        "lohi": 2 * a_lo * a_hi,
     }
+    bases = {"m": m_t, "t": t}
+    out = np.empty((len(names), *t.shape))
+    for image, name in zip(out, names, strict=True):
+        base, _, suffix = name.partition("_")
+        if base not in bases:
+            bases[base] = t * t
+        np.multiply(bases[base], column_weights[suffix], out=image)
+    return out
 
 
 def target_spectra(
@@ -148,21 +176,22 @@ def target_spectra(
     m_t = valid_t.astype(float)
     grouped = _column_groups(plan, nx)
     blended = any(lo != hi for lo, hi in grouped)
-    names = TARGET_TERMS if blended else UNBLENDED["target"]
-    groups, stacks, totals = [], [], []
+    names = (TARGET_TERMS if blended else UNBLENDED["target"])[len(MASK_TERMS) :]
+    groups, stacks, masks = [], [], []
     width = max(max(c for c, _ in members) - min(c for c, _ in members) + 1 for members in grouped.values())
     fft_shape = tuple(scipy.fft.next_fast_len(n, real=True) for n in (my, width + mx - nx))
     for (lo, hi), members in grouped.items():
         columns = np.array([c for c, _ in members])
         weights = np.array([w for _, w in members])
-        images = _target_images(t, m_t, columns, weights, int(columns.max() - columns.min()) + 1)
-        stacks.append(np.stack([images[name] for name in names]).astype(dtype, copy=False))
-        totals.append([images[name].sum() for name in ("m", "t", "tt")])
+        images = _target_images(t, m_t, columns, weights, int(columns.max() - columns.min()) + 1, names)
+        stacks.append(images.astype(dtype, copy=False))
+        masks.append(_target_images(t, m_t, columns, weights, images.shape[2], MASK_TERMS))
         groups.append((lo, hi, int(columns.min()), int(columns.max())))
     complex_dtype = np.complex64 if np.dtype(dtype) == np.float32 else np.complex128
     spectra = np.empty((len(stacks), len(names), fft_shape[0], fft_shape[1] // 2 + 1), dtype=complex_dtype)
     for g, stack in enumerate(stacks):
-        spectra[g] = np.conj(scipy.fft.rfft2(stack, s=fft_shape, workers=workers))
+        spectra[g] = scipy.fft.rfft2(stack, s=fft_shape, workers=workers)
+    np.conjugate(spectra, out=spectra)
     var_floor = max(1.0, float(np.sum(t * t)) * 1e-12) * 1e-3
     return TargetSpectra(
         spectra,
@@ -174,16 +203,17 @@ def target_spectra(
         blended,
         var_floor,
         workers,
-        np.array(totals, dtype=float).reshape(-1, 3),
+        np.array([mask.sum(axis=(1, 2)) for mask in masks]).reshape(-1, len(MASK_TERMS)),
+        tuple(masks),
+        {},
     )
 
 
-def _frame_images(frame_lo, frame_hi, valid, centre, blended, with_mask, dtype):
-    """The frame terms (`FRAME_TERMS`, or the unblended subset) of one group's band, without the valid
-    mask ``v`` unless ``with_mask``."""
+def _frame_images(frame_lo, frame_hi, valid, centre, blended, dtype):
+    """The frame terms but the valid mask ``v`` (`FRAME_TERMS`, or the unblended subset) of one group's
+    band."""
     f_lo = np.where(valid, frame_lo - centre, 0.0)
-    images = [valid.astype(float)] if with_mask else []
-    images += [f_lo, f_lo * f_lo]
+    images = [f_lo, f_lo * f_lo]
     if blended:
         f_hi = np.where(valid, frame_hi - centre, 0.0)
         images += [f_hi, f_hi * f_hi, f_lo * f_hi]
@@ -218,9 +248,11 @@ def ncc_surface_from_spectra(
         )
     (ny, nx), (my, mx) = prepared.target_shape, prepared.frame_shape
     fft_shape = prepared.fft_shape
-    target_names = TARGET_TERMS if prepared.blended else UNBLENDED["target"]
-    frame_names = FRAME_TERMS if prepared.blended else UNBLENDED["frame"]
+    target_names = (TARGET_TERMS if prepared.blended else UNBLENDED["target"])[len(MASK_TERMS) :]
+    frame_names = (FRAME_TERMS if prepared.blended else UNBLENDED["frame"])[1:]
     t_index = {name: i for i, name in enumerate(target_names)}
+    f_index = {name: i for i, name in enumerate(frame_names)}
+    dtype = prepared.spectra.real.dtype
     bands = []
     for lo, hi, c0, c1 in prepared.groups:
         band = slice(c0, c1 + 1 + mx - nx)
@@ -235,19 +267,17 @@ def ncc_surface_from_spectra(
     )
     constant = np.zeros(len(SUM_TERMS))  # the sums n, a, aa of the groups valid over their whole band
     for g, (frame_lo, frame_hi, valid) in enumerate(bands):
-        with_mask = not valid.all()
-        names = frame_names if with_mask else frame_names[1:]
-        if not with_mask:
-            constant[:3] += prepared.totals[g]
-        images = _frame_images(
-            frame_lo, frame_hi, valid, centre, prepared.blended, with_mask, prepared.spectra.real.dtype
-        )
+        images = _frame_images(frame_lo, frame_hi, valid, centre, prepared.blended, dtype)
         spectra = scipy.fft.rfft2(images, s=fft_shape, workers=prepared.workers)
-        f_index = {name: i for i, name in enumerate(names)}
         for s, products in enumerate(SUM_TERMS.values()):
             for t_name, f_name in products:
                 if t_name in t_index and f_name in f_index:
                     accumulated[s] += prepared.spectra[g, t_index[t_name]] * spectra[f_index[f_name]]
+        if valid.all():
+            constant[: len(MASK_TERMS)] += prepared.totals[g]
+        else:  # the sums over the overlap, n, a and aa: the mask terms times the band's valid mask
+            mask = scipy.fft.rfft2(valid.astype(dtype), s=fft_shape, workers=prepared.workers)
+            accumulated[: len(MASK_TERMS)] += prepared.mask_spectra(g) * mask
     full = scipy.fft.irfft2(accumulated, s=fft_shape, workers=prepared.workers)
     full = full[:, : my - ny + 1, : mx - nx + 1].astype(float) + constant[:, None, None]  # in double
     sums = dict(zip(SUM_TERMS, full, strict=True))
