@@ -287,7 +287,8 @@ def fft_search(
     1. For each scale candidate (only ``start``'s scale unless ``params.fit_scale``), the masked NCC by
        FFT scores every integer shift within ``params.shift_range_arcsec`` of ``start``; a parabola
        through the peak's neighbours gives the sub-pixel shift. Scale candidates are scored through
-       ``map_fn``: a 1-D grid on ``sx``, then on ``sy``, at ``params.scale_step``. The target's spectra
+       ``map_fn``: a 1-D grid on ``sx``, then on ``sy``, at ``params.scale_step``, each scored coarse to
+       fine (every other value, then the neighbours of the best; `_grid_peaks`). The target's spectra
        are computed once for all of them. When rows are much finer than columns (a SPICE raster) and
        ``params.scale_grid_square_bins``, the grid runs on rows binned towards square pixels
        (`row_binning_factor`, `bin_rows`), in single precision (it only places the scale), and the
@@ -351,26 +352,51 @@ def fft_search(
 
 def _scale_and_roll_grids(best_at, start: Transform, params: PhaseParams, map_fn):
     """Peaks of the 1-D grids on ``sx``, then ``sy`` (``params.fit_scale``), then the roll
-    (``params.fit_roll``), each at the best of the previous ones; and ``(sx, sy, roll)`` at the vertices of
-    parabolas through the best grid scores."""
+    (``params.fit_roll``), each at the best of the previous ones (scored coarse to fine, `_grid_peaks`);
+    and ``(sx, sy, roll)`` at the vertices of parabolas through the best grid scores."""
     sx, sy, roll = start.sx, start.sy, start.roll
     peaks = []
     if params.fit_scale:
         low, high = params.scale_range
         sxs = _scale_axis(low, high, params.scale_step, start.sx)
-        x_peaks = list(map_fn(_call_best, [(best_at, value, sy, roll) for value in sxs]))
-        best_sx = max(x_peaks, key=lambda p: _key(p.score)).transform.sx
+        x_peaks = _grid_peaks(sxs, lambda value: (best_at, value, sy, roll), map_fn)
+        best_sx = max((p for p in x_peaks if p is not None), key=lambda p: _key(p.score)).transform.sx
         sys_ = _scale_axis(low, high, params.scale_step, start.sy)
-        y_peaks = list(map_fn(_call_best, [(best_at, best_sx, value, roll) for value in sys_]))
-        peaks += x_peaks + y_peaks
-        sx, sy = _vertex(sxs, [p.score for p in x_peaks]), _vertex(sys_, [p.score for p in y_peaks])
+        y_peaks = _grid_peaks(sys_, lambda value: (best_at, best_sx, value, roll), map_fn)
+        peaks += [p for p in x_peaks + y_peaks if p is not None]
+        sx, sy = _vertex(sxs, _scores(x_peaks)), _vertex(sys_, _scores(y_peaks))
     if params.fit_roll:
         low, high = params.roll_range_deg
         rolls = _scale_axis(low, high, params.roll_step_deg, start.roll)
-        r_peaks = list(map_fn(_call_best, [(best_at, sx, sy, value) for value in rolls]))
-        peaks += r_peaks
-        roll = _vertex(rolls, [p.score for p in r_peaks])
+        r_peaks = _grid_peaks(rolls, lambda value: (best_at, sx, sy, value), map_fn)
+        peaks += [p for p in r_peaks if p is not None]
+        roll = _vertex(rolls, _scores(r_peaks))
     return peaks, (sx, sy, roll)
+
+
+def _grid_peaks(values, arguments, map_fn) -> list:
+    """Peaks over a 1-D grid, scored coarse to fine through ``map_fn``: every other value and the last,
+    then the neighbours of the best of them; None for the values left unscored.
+
+    The best grid value and its two neighbours are always scored (all `_vertex` needs), and they are
+    those of the whole grid unless the score varies faster than the grid step: a value better than both
+    of its coarse neighbours but away from the best of them would be missed.
+    """
+    peaks = [None] * len(values)
+
+    def score(indices):
+        results = map_fn(_call_best, [arguments(values[i]) for i in indices])
+        for i, peak in zip(indices, results, strict=True):
+            peaks[i] = peak
+
+    score(sorted({*range(0, len(values), 2), len(values) - 1}))
+    best = max((i for i, p in enumerate(peaks) if p is not None), key=lambda i: _key(peaks[i].score))
+    score([i for i in (best - 1, best + 1) if 0 <= i < len(values) and peaks[i] is None])
+    return peaks
+
+
+def _scores(peaks):
+    return [p.score if p is not None else float("nan") for p in peaks]
 
 
 def _shift_scorer(target, frames, grid, start, params, plan, dtype=np.float64):
