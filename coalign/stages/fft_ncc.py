@@ -211,13 +211,16 @@ def target_spectra(
 
 def _frame_images(frame_lo, frame_hi, valid, centre, blended, dtype):
     """The frame terms but the valid mask ``v`` (`FRAME_TERMS`, or the unblended subset) of one group's
-    band."""
-    f_lo = np.where(valid, frame_lo - centre, 0.0)
-    images = [f_lo, f_lo * f_lo]
+    band, in ``dtype``."""
+    images = np.empty((5 if blended else 2, *valid.shape), dtype=dtype)
+    invalid = ~valid
+    for i, frame in enumerate((frame_lo, frame_hi) if blended else (frame_lo,)):
+        np.subtract(frame, centre, out=images[2 * i])
+        images[2 * i][invalid] = 0.0
+        np.multiply(images[2 * i], images[2 * i], out=images[2 * i + 1])
     if blended:
-        f_hi = np.where(valid, frame_hi - centre, 0.0)
-        images += [f_hi, f_hi * f_hi, f_lo * f_hi]
-    return np.stack(images).astype(dtype, copy=False)
+        np.multiply(images[0], images[2], out=images[4])
+    return images
 
 
 def ncc_surface_from_spectra(
