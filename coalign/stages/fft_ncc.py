@@ -209,10 +209,11 @@ def target_spectra(
     )
 
 
-def _frame_images(frame_lo, frame_hi, valid, centre, blended, dtype):
+def _frame_images(frame_lo, frame_hi, valid, centre, blended, dtype, shape):
     """The frame terms but the valid mask ``v`` (`FRAME_TERMS`, or the unblended subset) of one group's
-    band, in ``dtype``."""
-    images = np.empty((5 if blended else 2, *valid.shape), dtype=dtype)
+    band, in ``dtype``, zero-padded to ``shape``."""
+    padded = np.zeros((5 if blended else 2, *shape), dtype=dtype)
+    images = padded[:, : valid.shape[0], : valid.shape[1]]
     invalid = ~valid
     for i, frame in enumerate((frame_lo, frame_hi) if blended else (frame_lo,)):
         np.subtract(frame, centre, out=images[2 * i])
@@ -220,7 +221,7 @@ def _frame_images(frame_lo, frame_hi, valid, centre, blended, dtype):
         np.multiply(images[2 * i], images[2 * i], out=images[2 * i + 1])
     if blended:
         np.multiply(images[0], images[2], out=images[4])
-    return images
+    return padded
 
 
 def ncc_surface_from_spectra(
@@ -270,8 +271,8 @@ def ncc_surface_from_spectra(
     )
     constant = np.zeros(len(SUM_TERMS))  # the sums n, a, aa of the groups valid over their whole band
     for g, (frame_lo, frame_hi, valid) in enumerate(bands):
-        images = _frame_images(frame_lo, frame_hi, valid, centre, prepared.blended, dtype)
-        spectra = scipy.fft.rfft2(images, s=fft_shape, workers=prepared.workers)
+        images = _frame_images(frame_lo, frame_hi, valid, centre, prepared.blended, dtype, fft_shape)
+        spectra = scipy.fft.rfft2(images, workers=prepared.workers)
         for s, products in enumerate(SUM_TERMS.values()):
             for t_name, f_name in products:
                 if t_name in t_index and f_name in f_index:
@@ -281,8 +282,15 @@ def ncc_surface_from_spectra(
         else:  # the sums over the overlap, n, a and aa: the mask terms times the band's valid mask
             mask = scipy.fft.rfft2(valid.astype(dtype), s=fft_shape, workers=prepared.workers)
             accumulated[: len(MASK_TERMS)] += prepared.mask_spectra(g) * mask
-    full = scipy.fft.irfft2(accumulated, s=fft_shape, workers=prepared.workers)
-    full = full[:, : my - ny + 1, : mx - nx + 1].astype(float) + constant[:, None, None]  # in double
+    # Without holes anywhere, n, a and aa are the constants alone: only b, ab and bb need transforming back.
+    # The inverse transform runs along y first, then along x for the rows of the offsets only.
+    first = 0 if any(not valid.all() for _, _, valid in bands) else len(MASK_TERMS)
+    columns = scipy.fft.ifft(accumulated[first:], axis=1, workers=prepared.workers)[:, : my - ny + 1]
+    full = np.zeros((len(SUM_TERMS), my - ny + 1, mx - nx + 1))  # in double
+    full[first:] = scipy.fft.irfft(columns, n=fft_shape[1], axis=2, workers=prepared.workers)[
+        :, :, : mx - nx + 1
+    ]
+    full += constant[:, None, None]
     sums = dict(zip(SUM_TERMS, full, strict=True))
     n = np.rint(sums["n"])
     with np.errstate(invalid="ignore", divide="ignore"):
