@@ -108,8 +108,9 @@ def _column_groups(plan: FramePlan, nx: int):
     return groups
 
 
-def _target_images(t, m_t, columns, weights, width, names):
-    """The target terms ``names`` of one group, on its band of ``width`` columns from its first column.
+def _target_images(t, m_t, columns, weights, width, names, padded=None, dtype=float):
+    """The target terms ``names`` of one group, on its band of ``width`` columns from its first column
+    (zero-padded to the shape ``padded``, in ``dtype``, if given).
 
     A term ``base_suffix`` is the image ``m``, ``t`` or ``tt`` (``t * t``) times a column weight: 1 in the
     group (no suffix), the lower frame's weight ``lo``, the upper's ``hi``, or their products.
@@ -131,13 +132,14 @@ def _target_images(t, m_t, columns, weights, width, names):
         "lohi": 2 * a_lo * a_hi,
     }
     bases = {"m": m_t, "t": t}
-    out = np.empty((len(names), *t.shape))
+    full = np.zeros((len(names), *padded), dtype) if padded is not None else np.empty((len(names), *t.shape))
+    out = full[:, : t.shape[0], : t.shape[1]]
     for image, name in zip(out, names, strict=True):
         base, _, suffix = name.partition("_")
         if base not in bases:
             bases[base] = t * t
         np.multiply(bases[base], column_weights[suffix], out=image)
-    return out
+    return full
 
 
 def target_spectra(
@@ -183,14 +185,14 @@ def target_spectra(
     for (lo, hi), members in grouped.items():
         columns = np.array([c for c, _ in members])
         weights = np.array([w for _, w in members])
-        images = _target_images(t, m_t, columns, weights, int(columns.max() - columns.min()) + 1, names)
-        stacks.append(images.astype(dtype, copy=False))
-        masks.append(_target_images(t, m_t, columns, weights, images.shape[2], MASK_TERMS))
+        band = int(columns.max() - columns.min()) + 1
+        stacks.append(_target_images(t, m_t, columns, weights, band, names, fft_shape, dtype))
+        masks.append(_target_images(t, m_t, columns, weights, band, MASK_TERMS))
         groups.append((lo, hi, int(columns.min()), int(columns.max())))
     complex_dtype = np.complex64 if np.dtype(dtype) == np.float32 else np.complex128
     spectra = np.empty((len(stacks), len(names), fft_shape[0], fft_shape[1] // 2 + 1), dtype=complex_dtype)
     for g, stack in enumerate(stacks):
-        spectra[g] = scipy.fft.rfft2(stack, s=fft_shape, workers=workers)
+        spectra[g] = scipy.fft.rfft2(stack, workers=workers)
     np.conjugate(spectra, out=spectra)
     var_floor = max(1.0, float(np.sum(t * t)) * 1e-12) * 1e-3
     return TargetSpectra(
