@@ -36,7 +36,8 @@ SPLINE_MARGIN = 16
 
 
 class SplineFrames(NamedTuple):
-    """Frames prefiltered once for cubic sampling: spline coefficients and the valid-pixel masks."""
+    """Frames prefiltered once for cubic sampling: spline coefficients and the valid-pixel masks (1 or 0,
+    in single precision)."""
 
     coefficients: np.ndarray
     valid: np.ndarray
@@ -53,23 +54,27 @@ def prepare_frames(frames) -> SplineFrames:
     valid = np.isfinite(frames)
     n, ny, nx = frames.shape
     coefficients = np.empty((n, ny + 2 * SPLINE_PAD, nx + 2 * SPLINE_PAD))
-    for k, (frame, mask) in enumerate(zip(frames, valid, strict=True)):
-        if not mask.any():
+    valid_rows, valid_columns = valid.any(axis=2), valid.any(axis=1)
+    for k, frame in enumerate(frames):
+        if not valid_rows[k].any():
             coefficients[k] = np.nan
             continue
         # Away from its valid region the filled frame is constant: only the region within SPLINE_MARGIN
         # of it is filtered, the fill stands for the coefficients beyond (never read by a valid sample).
         # Same edge treatment as map_coordinates(mode="nearest", prefilter=True): the frame is padded by
         # the spline support (indices clipped).
-        (y0, y1), (x0, x1) = _span(mask.any(axis=1)), _span(mask.any(axis=0))
+        (y0, y1), (x0, x1) = _span(valid_rows[k]), _span(valid_columns[k])
         inner = frame[max(y0, 0) : y1, max(x0, 0) : x1]
         fill = float(inner[np.isfinite(inner)].mean())
         region = frame[np.clip(np.arange(y0, y1), 0, ny - 1)[:, None], np.clip(np.arange(x0, x1), 0, nx - 1)]
         coefficients[k] = fill
-        coefficients[k, y0 + SPLINE_PAD : y1 + SPLINE_PAD, x0 + SPLINE_PAD : x1 + SPLINE_PAD] = (
-            ndimage.spline_filter(np.where(np.isfinite(region), region, fill), order=3, mode="nearest")
+        ndimage.spline_filter(
+            np.where(np.isfinite(region), region, fill),
+            order=3,
+            mode="nearest",
+            output=coefficients[k, y0 + SPLINE_PAD : y1 + SPLINE_PAD, x0 + SPLINE_PAD : x1 + SPLINE_PAD],
         )
-    return SplineFrames(coefficients, valid.astype(float))
+    return SplineFrames(coefficients, valid.astype(np.float32))
 
 
 def _span(any_valid) -> tuple[int, int]:
@@ -326,7 +331,9 @@ def sample_reference(
             values = ndimage.map_coordinates(
                 frames[k], coords + SPLINE_PAD, order=3, mode="nearest", prefilter=False
             )
-            support = ndimage.map_coordinates(prepared.valid[k], coords, order=1, cval=0.0, prefilter=False)
+            support = ndimage.map_coordinates(
+                prepared.valid[k], coords, order=1, cval=0.0, prefilter=False, output=np.float64
+            )
             values[support < 1.0 - 1e-9] = np.nan
         else:
             values = sample_at(frames[k], coords, order)
