@@ -306,7 +306,8 @@ def sample_reference(
     ----------
     frames : (ny + 2 pad_y, nx + 2 pad_x) or (k, ny + 2 pad_y, nx + 2 pad_x) array_like, or SplineFrames
         Reference frame(s) resampled onto the target grid padded by ``grid.pad``. Not modified.
-        `SplineFrames` (from `prepare_frames`) are sampled with cubic splines whatever ``order``.
+        `SplineFrames` (from `prepare_frames`) are sampled with cubic splines whatever ``order`` (one axis
+        at a time when the mapping has no roll and the grid is axis-aligned: the same values).
     transform : Transform
         Candidate correction of the target pointing.
     grid : TargetGrid
@@ -353,7 +354,8 @@ def reference_gradient(
     """Gradient of the cubic-sampled reference along the padded-reference axes, at each target pixel.
 
     Forward differences of the spline interpolant over ``step`` reference pixels from the positions
-    `sample_reference` samples (one `~scipy.ndimage.map_coordinates` call per frame, two probes). With
+    `sample_reference` samples (two probes; one axis at a time without roll on an axis-aligned grid,
+    else one `~scipy.ndimage.map_coordinates` call per frame). With
     the chain rule this gives the derivative of the sampled reference with respect to any parameter of
     the mapping. For a cubic spline and ``step = 1e-3`` the truncation error is ~1e-3 of the second
     derivative, far below what the refinement needs.
