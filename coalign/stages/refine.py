@@ -120,17 +120,21 @@ def _derivatives(frames, grid, plan, theta, free, sampled=None) -> np.ndarray:
             pixel_mapping(Transform(*values), grid) for values in (up, down)
         )
         d_matrix, d_offset = (matrix_up - matrix_down) / (2 * step), (offset_up - offset_down) / (2 * step)
-        # dq = d_matrix @ (y, x) + d_offset, a plane per axis (a constant for the shifts).
-        dq = [d_matrix[i, 0] * yy + d_matrix[i, 1] * xx + d_offset[i] for i in (0, 1)]
+        # dq = d_matrix @ (y, x) + d_offset per axis: a constant for the shifts, a row or a column for
+        # the scales without roll (zero terms left out).
+        dq = [
+            d_offset[i] + sum(c * v for c, v in zip(d_matrix[i], (yy, xx), strict=True) if c) for i in (0, 1)
+        ]
         columns.append(gradient[0] * dq[0] + gradient[1] * dq[1])
     return np.stack(columns)
 
 
 def _linear_system(target, base, jacobian):
-    """Target values, design matrix [1, R, dR/dtheta...] over the common valid pixels, and that mask."""
+    """Target values, design matrix [1, R, dR/dtheta...] over the common valid pixels (transposed: one row
+    per column), and that mask."""
     valid = np.isfinite(target) & np.isfinite(base) & np.all(np.isfinite(jacobian), axis=0)
-    x = np.column_stack([np.ones(valid.sum()), base[valid], *(j[valid] for j in jacobian)])
-    return target[valid], x, valid
+    design = np.stack([np.ones(np.count_nonzero(valid)), base[valid], *(j[valid] for j in jacobian)])
+    return target[valid], design, valid
 
 
 def refine(
@@ -263,12 +267,12 @@ def _solve(target, base, jacobian, free, min_pixels) -> _Step:
     The errors are the residual variance times ``(X^T X)^-1``, inflated for the residual's spatial
     correlation (`correlation_inflation`), divided by the fitted gain ``beta``.
     """
-    t, x, valid = _linear_system(target, base, jacobian)
+    t, design, valid = _linear_system(target, base, jacobian)
     delta, sigma = np.zeros(N_PARAMETERS), np.full(N_PARAMETERS, np.nan)
-    if t.size < max(min_pixels, x.shape[1] + 2):
+    if t.size < max(min_pixels, design.shape[0] + 2):
         return _Step(delta, sigma, False)
     # Normal equations, with the columns scaled to unit norm to keep them well conditioned.
-    normal = x.T @ x
+    normal = design @ design.T
     scale = 1.0 / np.sqrt(np.diag(normal))
     if not np.all(np.isfinite(scale)):
         return _Step(delta, sigma, False)
@@ -276,14 +280,14 @@ def _solve(target, base, jacobian, free, min_pixels) -> _Step:
         inverse = scale[:, None] * np.linalg.inv(normal * scale[:, None] * scale) * scale
     except np.linalg.LinAlgError:
         return _Step(delta, sigma, False)
-    coef = inverse @ (x.T @ t)
+    coef = inverse @ (design @ t)
     beta = coef[1]
     if not beta > 0:
         return _Step(delta, sigma, False)
-    residual = t - x @ coef
+    residual = t - coef @ design
     residual_image = np.full(valid.shape, np.nan)
     residual_image[valid] = residual
-    variance = residual @ residual / (t.size - x.shape[1]) * correlation_inflation(residual_image)
+    variance = residual @ residual / (t.size - design.shape[0]) * correlation_inflation(residual_image)
     diagonal = np.diag(inverse)[2:]
     # theta_k = c_k / beta with c_k the gradient coefficients; beta's own error is second order.
     delta[free] = coef[2:] / beta
