@@ -11,7 +11,7 @@ from coalign.results import SearchResult
 from coalign.stages.binning import bin_image
 from coalign.stages.fft_ncc import TargetSpectra, ncc_surface_from_spectra, target_spectra
 from coalign.stages.refine import refine
-from coalign.stages.sampling import FramePlan, prepare_frames
+from coalign.stages.sampling import FramePlan, prepare_frames, separable_linear
 from coalign.transform import TargetGrid, Transform
 
 __all__ = [
@@ -76,6 +76,11 @@ def scaled_frames(
     centre_yx = np.array(grid.crpix[::-1]) + np.asarray(grid.pad, dtype=float)
     offset = centre_yx - linear_yx @ centre_yx
     bands = bands if bands is not None else [(0, shape[1])] * len(frames)
+    if order == 1 and linear_yx[0, 1] == 0.0 and linear_yx[1, 0] == 0.0:
+        # Rows to rows, columns to columns: the same interpolation one axis at a time.
+        y_offset, x_offset = offset + linear_yx @ [y0, x0]
+        rows = linear_yx[0, 0] * np.arange(shape[0]) + y_offset
+        return separable_linear(frames, rows, linear_yx[1, 1] * np.arange(shape[1]) + x_offset, bands=bands)
     out = np.full((len(frames), *shape), np.nan)
     for k, (start, stop) in enumerate(bands):
         if stop <= start:
@@ -247,7 +252,15 @@ def bin_rows(target, frames, grid: TargetGrid, factor: int):
     binned_target = bin_image(target, (factor, 1))
     binned_pad = (pad_y - drop) // factor
     n_rows = binned_target.shape[0] + 2 * binned_pad
-    binned_frames = np.stack([bin_image(frame[drop:], (factor, 1))[:n_rows] for frame in frames])
+    # Columns bin independently: only those holding valid pixels (a band per synthetic-raster frame).
+    binned_frames = np.full(
+        (len(frames), min(n_rows, (frames.shape[1] - drop) // factor), frames.shape[2]), np.nan
+    )
+    for frame, binned in zip(frames, binned_frames, strict=True):
+        used = np.flatnonzero(np.isfinite(frame).any(axis=0))
+        if used.size:
+            columns = slice(used[0], used[-1] + 1)
+            binned[:, columns] = bin_image(frame[drop:, columns], (factor, 1))[: len(binned)]
     matrix = np.asarray(grid.matrix) @ np.diag([1.0, factor])
     crpix = (grid.crpix[0], (grid.crpix[1] + 0.5) / factor - 0.5)
     binned_grid = TargetGrid(crpix, tuple(map(tuple, matrix)), (binned_pad, pad_x))
@@ -274,11 +287,12 @@ def fft_search(
     1. For each scale candidate (only ``start``'s scale unless ``params.fit_scale``), the masked NCC by
        FFT scores every integer shift within ``params.shift_range_arcsec`` of ``start``; a parabola
        through the peak's neighbours gives the sub-pixel shift. Scale candidates are scored through
-       ``map_fn``: a 1-D grid on ``sx``, then on ``sy``, at ``params.scale_step``. The target's spectra
+       ``map_fn``: a 1-D grid on ``sx``, then on ``sy``, at ``params.scale_step``, each scored coarse to
+       fine (every other value, then the neighbours of the best; `_grid_peaks`). The target's spectra
        are computed once for all of them. When rows are much finer than columns (a SPICE raster) and
        ``params.scale_grid_square_bins``, the grid runs on rows binned towards square pixels
-       (`row_binning_factor`, `bin_rows`) and the shift is searched again at full resolution at the
-       grid's best scale.
+       (`row_binning_factor`, `bin_rows`), in single precision (it only places the scale), and the
+       shift is searched again at full resolution at the grid's best scale.
        With ``params.fit_roll``, a grid over the roll (``params.roll_range_deg`` at
        ``params.roll_step_deg``) follows, at the best scale.
     2. The best candidate is refined jointly in shift (and scale, and roll) on the exact metric (cubic
@@ -299,7 +313,8 @@ def fft_search(
     if params.fit_scale or params.fit_roll:
         factor = row_binning_factor(grid, target.shape[0]) if params.scale_grid_square_bins else 1
         problem = bin_rows(target, frames, grid, factor) if factor > 1 else full_resolution
-        grid_best_at = _shift_scorer(*problem, start, params, plan)
+        # On binned rows the grid only places the scale (vertex of its scores): single precision will do.
+        grid_best_at = _shift_scorer(*problem, start, params, plan, np.float32 if factor > 1 else np.float64)
         peaks, linear_start = _scale_and_roll_grids(grid_best_at, start, params, map_fn)
         n_eval += len(peaks)
         del grid_best_at, problem
@@ -337,29 +352,54 @@ def fft_search(
 
 def _scale_and_roll_grids(best_at, start: Transform, params: PhaseParams, map_fn):
     """Peaks of the 1-D grids on ``sx``, then ``sy`` (``params.fit_scale``), then the roll
-    (``params.fit_roll``), each at the best of the previous ones; and ``(sx, sy, roll)`` at the vertices of
-    parabolas through the best grid scores."""
+    (``params.fit_roll``), each at the best of the previous ones (scored coarse to fine, `_grid_peaks`);
+    and ``(sx, sy, roll)`` at the vertices of parabolas through the best grid scores."""
     sx, sy, roll = start.sx, start.sy, start.roll
     peaks = []
     if params.fit_scale:
         low, high = params.scale_range
         sxs = _scale_axis(low, high, params.scale_step, start.sx)
-        x_peaks = list(map_fn(_call_best, [(best_at, value, sy, roll) for value in sxs]))
-        best_sx = max(x_peaks, key=lambda p: _key(p.score)).transform.sx
+        x_peaks = _grid_peaks(sxs, lambda value: (best_at, value, sy, roll), map_fn)
+        best_sx = max((p for p in x_peaks if p is not None), key=lambda p: _key(p.score)).transform.sx
         sys_ = _scale_axis(low, high, params.scale_step, start.sy)
-        y_peaks = list(map_fn(_call_best, [(best_at, best_sx, value, roll) for value in sys_]))
-        peaks += x_peaks + y_peaks
-        sx, sy = _vertex(sxs, [p.score for p in x_peaks]), _vertex(sys_, [p.score for p in y_peaks])
+        y_peaks = _grid_peaks(sys_, lambda value: (best_at, best_sx, value, roll), map_fn)
+        peaks += [p for p in x_peaks + y_peaks if p is not None]
+        sx, sy = _vertex(sxs, _scores(x_peaks)), _vertex(sys_, _scores(y_peaks))
     if params.fit_roll:
         low, high = params.roll_range_deg
         rolls = _scale_axis(low, high, params.roll_step_deg, start.roll)
-        r_peaks = list(map_fn(_call_best, [(best_at, sx, sy, value) for value in rolls]))
-        peaks += r_peaks
-        roll = _vertex(rolls, [p.score for p in r_peaks])
+        r_peaks = _grid_peaks(rolls, lambda value: (best_at, sx, sy, value), map_fn)
+        peaks += [p for p in r_peaks if p is not None]
+        roll = _vertex(rolls, _scores(r_peaks))
     return peaks, (sx, sy, roll)
 
 
-def _shift_scorer(target, frames, grid, start, params, plan):
+def _grid_peaks(values, arguments, map_fn) -> list:
+    """Peaks over a 1-D grid, scored coarse to fine through ``map_fn``: every other value and the last,
+    then the neighbours of the best of them; None for the values left unscored.
+
+    The best grid value and its two neighbours are always scored (all `_vertex` needs), and they are
+    those of the whole grid unless the score varies faster than the grid step: a value better than both
+    of its coarse neighbours but away from the best of them would be missed.
+    """
+    peaks = [None] * len(values)
+
+    def score(indices):
+        results = map_fn(_call_best, [arguments(values[i]) for i in indices])
+        for i, peak in zip(indices, results, strict=True):
+            peaks[i] = peak
+
+    score(sorted({*range(0, len(values), 2), len(values) - 1}))
+    best = max((i for i, p in enumerate(peaks) if p is not None), key=lambda i: _key(peaks[i].score))
+    score([i for i in (best - 1, best + 1) if 0 <= i < len(values) and peaks[i] is None])
+    return peaks
+
+
+def _scores(peaks):
+    return [p.score if p is not None else float("nan") for p in peaks]
+
+
+def _shift_scorer(target, frames, grid, start, params, plan, dtype=np.float64):
     """``best_at(sx, sy, roll)``: the best shift at one scale and roll, over the frames' window that the
     search can reach (`offset_window`), with the target's spectra computed once."""
     low, high = params.scale_range if params.fit_scale else (1.0, 1.0)
@@ -368,7 +408,7 @@ def _shift_scorer(target, frames, grid, start, params, plan):
     rolls = (min(low, start.roll), max(high, start.roll))
     window = offset_window(grid, target.shape, frames.shape[1:], start, params, scales, rolls)
     y0, y1, x0, x1 = window
-    prepared = target_spectra(target, (y1 - y0, x1 - x0), plan=plan)
+    prepared = target_spectra(target, (y1 - y0, x1 - x0), plan=plan, dtype=dtype)
     return partial(_best_shift, prepared, frames, grid, start=start, params=params, plan=plan, window=window)
 
 

@@ -15,7 +15,6 @@ residuals are not independent when the scene evolved or the noise is smoothed).
 from typing import NamedTuple
 
 import numpy as np
-import scipy.fft
 
 from coalign.stages.correlate import pearson
 from coalign.stages.sampling import FramePlan, SplineFrames, reference_gradient, sample_reference
@@ -80,19 +79,26 @@ def correlation_inflation(residual, lags: int = INFLATION_LAGS) -> float:
     valid = np.isfinite(residual)
     if valid.sum() < 4:
         return 1.0
-    e = np.where(valid, residual - residual[valid].mean(), 0.0)
-    m = valid.astype(float)
-    shape = [scipy.fft.next_fast_len(n + lags, real=True) for n in e.shape]
-    spectrum_e = scipy.fft.rfft2(e, s=shape)
-    spectrum_m = scipy.fft.rfft2(m, s=shape)
-    acf = scipy.fft.irfft2(spectrum_e * np.conj(spectrum_e), s=shape)
-    counts = np.rint(scipy.fft.irfft2(spectrum_m * np.conj(spectrum_m), s=shape))
-    index = np.r_[0 : lags + 1, -lags:0]
-    window = acf[np.ix_(index, index)]
-    n = counts[np.ix_(index, index)]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rho = (window / n) / (acf[0, 0] / counts[0, 0])
-    return float(max(1.0, np.nansum(np.where(n > 0, rho, 0.0))))
+    # Rows padded by `lags` zeros and flattened: lag (dy, dx) is the offset dy * width + dx, and the
+    # pairs it would wrap into the next or previous row meet the padding.
+    ny, nx = residual.shape
+    width = nx + lags
+    e = np.zeros((ny, width))
+    e[:, :nx] = np.where(valid, residual - residual[valid].mean(), 0.0)
+    m = np.zeros((ny, width))
+    m[:, :nx] = valid
+    e, m = e.ravel(), m.ravel()
+    variance = (e @ e) / (m @ m)
+    if not variance > 0:
+        return 1.0
+    total = 1.0  # lag 0; the autocorrelation is symmetric, so each other lag counts twice
+    for dy in range(lags + 1):
+        for dx in range(-lags if dy else 1, lags + 1):
+            k = dy * width + dx
+            n = m[:-k] @ m[k:]
+            if n > 0:
+                total += 2 * (e[:-k] @ e[k:]) / n / variance
+    return float(max(1.0, total))
 
 
 def _derivatives(frames, grid, plan, theta, free, sampled=None) -> np.ndarray:
@@ -103,7 +109,7 @@ def _derivatives(frames, grid, plan, theta, free, sampled=None) -> np.ndarray:
     central difference of 1e-4 degree for the roll.
     """
     gradient = reference_gradient(frames, Transform(*theta), grid, plan=plan, sampled=sampled)
-    pixels = np.mgrid[0 : gradient.shape[1], 0 : gradient.shape[2]].astype(float)
+    yy, xx = np.arange(gradient.shape[1], dtype=float)[:, None], np.arange(gradient.shape[2], dtype=float)
     columns = []
     for k in free:
         step = 1e-4 if k == 4 else 0.5
@@ -114,16 +120,21 @@ def _derivatives(frames, grid, plan, theta, free, sampled=None) -> np.ndarray:
             pixel_mapping(Transform(*values), grid) for values in (up, down)
         )
         d_matrix, d_offset = (matrix_up - matrix_down) / (2 * step), (offset_up - offset_down) / (2 * step)
-        dq = np.tensordot(d_matrix, pixels, axes=1) + d_offset[:, None, None]
+        # dq = d_matrix @ (y, x) + d_offset per axis: a constant for the shifts, a row or a column for
+        # the scales without roll (zero terms left out).
+        dq = [
+            d_offset[i] + sum(c * v for c, v in zip(d_matrix[i], (yy, xx), strict=True) if c) for i in (0, 1)
+        ]
         columns.append(gradient[0] * dq[0] + gradient[1] * dq[1])
     return np.stack(columns)
 
 
 def _linear_system(target, base, jacobian):
-    """Target values, design matrix [1, R, dR/dtheta...] over the common valid pixels, and that mask."""
+    """Target values, design matrix [1, R, dR/dtheta...] over the common valid pixels (transposed: one row
+    per column), and that mask."""
     valid = np.isfinite(target) & np.isfinite(base) & np.all(np.isfinite(jacobian), axis=0)
-    x = np.column_stack([np.ones(valid.sum()), base[valid], *(j[valid] for j in jacobian)])
-    return target[valid], x, valid
+    design = np.stack([np.ones(np.count_nonzero(valid)), base[valid], *(j[valid] for j in jacobian)])
+    return target[valid], design, valid
 
 
 def refine(
@@ -256,22 +267,28 @@ def _solve(target, base, jacobian, free, min_pixels) -> _Step:
     The errors are the residual variance times ``(X^T X)^-1``, inflated for the residual's spatial
     correlation (`correlation_inflation`), divided by the fitted gain ``beta``.
     """
-    t, x, valid = _linear_system(target, base, jacobian)
+    t, design, valid = _linear_system(target, base, jacobian)
     delta, sigma = np.zeros(N_PARAMETERS), np.full(N_PARAMETERS, np.nan)
-    if t.size < max(min_pixels, x.shape[1] + 2):
+    if t.size < max(min_pixels, design.shape[0] + 2):
         return _Step(delta, sigma, False)
-    coef, *_ = np.linalg.lstsq(x, t, rcond=None)
+    # Normal equations, with the columns scaled to unit norm to keep them well conditioned.
+    normal = design @ design.T
+    scale = 1.0 / np.sqrt(np.diag(normal))
+    if not np.all(np.isfinite(scale)):
+        return _Step(delta, sigma, False)
+    try:
+        inverse = scale[:, None] * np.linalg.inv(normal * scale[:, None] * scale) * scale
+    except np.linalg.LinAlgError:
+        return _Step(delta, sigma, False)
+    coef = inverse @ (design @ t)
     beta = coef[1]
     if not beta > 0:
         return _Step(delta, sigma, False)
-    residual = t - x @ coef
+    residual = t - coef @ design
     residual_image = np.full(valid.shape, np.nan)
     residual_image[valid] = residual
-    variance = residual @ residual / (t.size - x.shape[1]) * correlation_inflation(residual_image)
-    try:
-        diagonal = np.diag(np.linalg.inv(x.T @ x))[2:]
-    except np.linalg.LinAlgError:
-        return _Step(delta, sigma, False)
+    variance = residual @ residual / (t.size - design.shape[0]) * correlation_inflation(residual_image)
+    diagonal = np.diag(inverse)[2:]
     # theta_k = c_k / beta with c_k the gradient coefficients; beta's own error is second order.
     delta[free] = coef[2:] / beta
     sigma[free] = np.sqrt(np.clip(diagonal, 0, None) * variance) / beta

@@ -3,6 +3,7 @@
 from typing import NamedTuple
 
 import numpy as np
+import scipy.sparse
 from scipy import ndimage
 
 from coalign.transform import TargetGrid, Transform, pixel_mapping
@@ -14,6 +15,7 @@ __all__ = [
     "reference_gradient",
     "sample_at",
     "sample_reference",
+    "separable_linear",
     "single_frame_plan",
 ]
 
@@ -27,10 +29,15 @@ class FramePlan(NamedTuple):
 
 
 SPLINE_PAD = 12  # what scipy pads before prefiltering for mode="nearest"
+#: Pixels kept around a frame's valid region when prefiltering. The prefilter's influence decays by
+#: 2 - sqrt(3) per pixel and the region's mirrored edge lies twice this far from the valid pixels: their
+#: coefficients are the whole frame's to double precision.
+SPLINE_MARGIN = 16
 
 
 class SplineFrames(NamedTuple):
-    """Frames prefiltered once for cubic sampling: spline coefficients and the valid-pixel masks."""
+    """Frames prefiltered once for cubic sampling: spline coefficients and the valid-pixel masks (1 or 0,
+    in single precision)."""
 
     coefficients: np.ndarray
     valid: np.ndarray
@@ -45,13 +52,39 @@ def prepare_frames(frames) -> SplineFrames:
     frames = np.asarray(frames, dtype=float)
     frames = frames[None] if frames.ndim == 2 else frames
     valid = np.isfinite(frames)
-    # Same edge treatment as map_coordinates(mode="nearest", prefilter=True): pad by the spline support.
-    filled = [
-        np.pad(np.where(v, f, np.nanmean(f)), SPLINE_PAD, mode="edge")
-        for f, v in zip(frames, valid, strict=True)
-    ]
-    coefficients = np.stack([ndimage.spline_filter(f, order=3, mode="nearest") for f in filled])
-    return SplineFrames(coefficients, valid.astype(float))
+    n, ny, nx = frames.shape
+    coefficients = np.empty((n, ny + 2 * SPLINE_PAD, nx + 2 * SPLINE_PAD))
+    valid_rows, valid_columns = valid.any(axis=2), valid.any(axis=1)
+    for k, frame in enumerate(frames):
+        if not valid_rows[k].any():
+            coefficients[k] = np.nan
+            continue
+        # Away from its valid region the filled frame is constant: only the region within SPLINE_MARGIN
+        # of it is filtered, the fill stands for the coefficients beyond (never read by a valid sample).
+        # Same edge treatment as map_coordinates(mode="nearest", prefilter=True): the frame is padded by
+        # the spline support (indices clipped).
+        (y0, y1), (x0, x1) = _span(valid_rows[k]), _span(valid_columns[k])
+        inner = frame[max(y0, 0) : y1, max(x0, 0) : x1]
+        fill = float(inner[np.isfinite(inner)].mean())
+        region = frame[np.clip(np.arange(y0, y1), 0, ny - 1)[:, None], np.clip(np.arange(x0, x1), 0, nx - 1)]
+        coefficients[k] = fill
+        ndimage.spline_filter(
+            np.where(np.isfinite(region), region, fill),
+            order=3,
+            mode="nearest",
+            output=coefficients[k, y0 + SPLINE_PAD : y1 + SPLINE_PAD, x0 + SPLINE_PAD : x1 + SPLINE_PAD],
+        )
+    return SplineFrames(coefficients, valid.astype(np.float32))
+
+
+def _span(any_valid) -> tuple[int, int]:
+    """Indices ``[start, stop)`` along one axis of the spline-padded frame within `SPLINE_MARGIN` of its
+    valid pixels, in frame coordinates (from ``-SPLINE_PAD``)."""
+    used = np.flatnonzero(any_valid)
+    n = any_valid.size
+    return max(int(used[0]) - SPLINE_MARGIN, -SPLINE_PAD), min(
+        int(used[-1]) + 1 + SPLINE_MARGIN, n + SPLINE_PAD
+    )
 
 
 def single_frame_plan(nx: int) -> FramePlan:
@@ -110,6 +143,160 @@ def _coordinates(matrix, offset, ny, columns):
     return matrix @ pix + offset[:, None]
 
 
+def _separable(matrix) -> bool:
+    """Whether the mapping sends rows to rows and columns to columns (no roll, axis-aligned grid)."""
+    return bool(matrix[0, 1] == 0.0 and matrix[1, 0] == 0.0)
+
+
+def _axis_coordinates(matrix, offset, ny, nx):
+    """Padded-reference rows seen by target rows ``0..ny-1`` and columns seen by target columns
+    ``0..nx-1``, for a `_separable` mapping: the axes of `_coordinates`."""
+    return matrix[0, 0] * np.arange(ny) + offset[0], matrix[1, 1] * np.arange(nx) + offset[1]
+
+
+def _cubic_taps(q, n):
+    """The 4 coefficients ``(4, len(q))`` a cubic B-spline reads at positions ``q`` on an axis of ``n``
+    (clamped to the axis, as ``mode="nearest"``), and their weights (as `scipy.ndimage` computes them)."""
+    base = np.floor(q)
+    y = q - base
+    z = 1.0 - y
+    weights = np.empty((4, q.size))
+    weights[0] = z * z * z / 6.0
+    weights[1] = (y * y * (y - 2.0) * 3.0 + 4.0) / 6.0
+    weights[2] = (z * z * (z - 2.0) * 3.0 + 4.0) / 6.0
+    weights[3] = 1.0 - weights[0] - weights[1] - weights[2]
+    taps = np.clip(base.astype(np.intp) + np.arange(-1, 3)[:, None], 0, n - 1)
+    return taps, weights
+
+
+def _linear_taps(q, n):
+    """The 2 pixels ``(2, len(q))`` linear interpolation reads at positions ``q`` on an axis of ``n``, their
+    weights, and whether ``q`` lies within ``[0, n - 1]`` (``mode="constant"`` does not interpolate beyond
+    the edges). As in `scipy.ndimage`, both pixels are read even when one has weight 0."""
+    inside = (q >= 0) & (q <= n - 1)
+    base = np.clip(np.floor(q), 0, n - 1).astype(np.intp)
+    y = np.where(inside, q - base, 0.0)
+    upper = base + 1
+    upper[upper > n - 1] = max(n - 2, 0)  # at q = n - 1 the zero-weight pixel mirrors inwards
+    return np.stack([base, upper]), np.stack([1.0 - y, y]), inside
+
+
+def _tap_matrix(taps, weights, start, width):
+    """Sparse ``(n, width)`` matrix of 1-D interpolation: row ``i`` holds ``weights[:, i]`` at columns
+    ``taps[:, i] - start`` (repeated taps add up). Zero weights stay stored, so that a NaN pixel spreads
+    to every position that reads it, as in `scipy.ndimage`."""
+    n_taps, n = taps.shape
+    return scipy.sparse.csr_matrix(
+        (weights.T.ravel(), (taps - start).T.ravel(), np.arange(0, n_taps * n + 1, n_taps)), shape=(n, width)
+    )
+
+
+def _separable_interpolation(images, rows, blocks):
+    """Separable interpolation of several images, one sparse product per axis for all of them.
+
+    ``rows`` are the taps and weights (of `_cubic_taps` or `_linear_taps`) of the row positions, shared by
+    all images; each of ``blocks`` is ``(k, taps, weights)``: an image index and its column positions'
+    taps and weights. Returns, per block, ``sum_a sum_b w_row[a] w_column[b] images[k][row tap a, column
+    tap b]`` transposed: ``(n_columns, n_rows)``.
+    """
+    row_taps, row_weights = rows
+    y0, y1 = int(row_taps.min()), int(row_taps.max()) + 1
+    spans = [(int(taps.min()), int(taps.max()) + 1) for _, taps, _ in blocks]
+    # The columns each block reads, side by side; its taps shifted to where they landed.
+    read = np.concatenate(
+        [images[k][y0:y1, x0:x1] for (k, _, _), (x0, x1) in zip(blocks, spans, strict=True)], axis=1
+    )
+    landed = np.cumsum([0] + [x1 - x0 for x0, x1 in spans[:-1]]) - [x0 for x0, _ in spans]
+    column_taps = np.concatenate(
+        [taps + shift for (_, taps, _), shift in zip(blocks, landed, strict=True)], axis=1
+    )
+    column_weights = np.concatenate([weights for _, _, weights in blocks], axis=1)
+    rows_done = _tap_matrix(row_taps, row_weights, y0, y1 - y0) @ read
+    out = _tap_matrix(column_taps, column_weights, 0, read.shape[1]) @ rows_done.T
+    return np.split(out, np.cumsum([taps.shape[1] for _, taps, _ in blocks])[:-1])
+
+
+def _sample_separable(prepared: SplineFrames, matrix, offset, shape, per_frame) -> np.ndarray:
+    """`sample_reference` of prepared frames under a `_separable` mapping: the same cubic spline and
+    support, one axis at a time for all frames at once."""
+    ny, nx = shape
+    yq, xq = _axis_coordinates(matrix, offset, ny, nx)
+    cubic_rows = _cubic_taps(yq + SPLINE_PAD, prepared.coefficients.shape[1])
+    cubic_columns = _cubic_taps(xq + SPLINE_PAD, prepared.coefficients.shape[2])
+    *linear_rows, inside_y = _linear_taps(yq, prepared.valid.shape[1])
+    *linear_columns, inside_x = _linear_taps(xq, prepared.valid.shape[2])
+    per_frame = list(per_frame)
+    values = _separable_interpolation(
+        prepared.coefficients, cubic_rows, [(k, *(p[:, c] for p in cubic_columns)) for k, c, _ in per_frame]
+    )
+    supports = _separable_interpolation(
+        prepared.valid, linear_rows, [(k, *(p[:, c] for p in linear_columns)) for k, c, _ in per_frame]
+    )
+    out = np.zeros((nx, ny))  # transposed: each frame adds whole rows
+    for (_, columns, weight), value, support in zip(per_frame, values, supports, strict=True):
+        value[(support < 1.0 - 1e-9) | ~inside_y | ~inside_x[columns, None]] = np.nan
+        out[columns] += weight[:, None] * value
+    return np.ascontiguousarray(out.T)
+
+
+def _moved_separable(coefficients, matrix, offset, shape, per_frame, step) -> np.ndarray:
+    """The cubic spline moved by ``step`` along y and along x, as in `reference_gradient`, under a
+    `_separable` mapping: ``(2, ny, nx)``."""
+    ny, nx = shape
+    yq, xq = (q + SPLINE_PAD for q in _axis_coordinates(matrix, offset, ny, nx))
+    per_frame = list(per_frame)
+    moved = np.zeros((2, nx, ny))  # transposed
+    for axis, (y_step, x_step) in enumerate(((step, 0.0), (0.0, step))):
+        columns = _cubic_taps(xq + x_step, coefficients.shape[2])
+        values = _separable_interpolation(
+            coefficients,
+            _cubic_taps(yq + y_step, coefficients.shape[1]),
+            [(k, *(p[:, c] for p in columns)) for k, c, _ in per_frame],
+        )
+        for (_, c, weight), value in zip(per_frame, values, strict=True):
+            moved[axis][c] += weight[:, None] * value
+    return np.ascontiguousarray(moved.transpose(0, 2, 1))
+
+
+def separable_linear(images, yq, xq, *, bands=None, cval=np.nan):
+    """Linear interpolation of ``images`` at rows ``yq`` times columns ``xq``.
+
+    The same values as `scipy.ndimage.map_coordinates` with ``order=1, prefilter=False`` at every
+    ``(yq[i], xq[j])``, NaN pixels included (they spread to every output that reads them): ``cval``
+    beyond the edges.
+
+    Parameters
+    ----------
+    images : (my, mx) or (k, my, mx) array_like
+        Image(s) to interpolate.
+    yq, xq : 1-D array_like
+        Row and column positions.
+    bands : sequence of (int, int), optional
+        Per image, the output columns ``[start, stop)`` to compute; the others are ``cval``.
+    cval : float
+        Value beyond the edges.
+
+    Returns
+    -------
+    (len(yq), len(xq)) or (k, len(yq), len(xq)) ndarray
+    """
+    images = np.asarray(images, dtype=float)
+    stack = images if images.ndim == 3 else images[None]
+    taps_y, weights_y, inside_y = _linear_taps(np.asarray(yq, dtype=float), stack.shape[1])
+    taps_x, weights_x, inside_x = _linear_taps(np.asarray(xq, dtype=float), stack.shape[2])
+    out = np.full((len(stack), taps_y.shape[1], taps_x.shape[1]), cval)
+    bands = bands if bands is not None else [(0, taps_x.shape[1])] * len(stack)
+    used = [(k, start, stop) for k, (start, stop) in enumerate(bands) if stop > start]
+    blocks = [(k, taps_x[:, start:stop], weights_x[:, start:stop]) for k, start, stop in used]
+    if blocks:
+        values = _separable_interpolation(stack, (taps_y, weights_y), blocks)
+        for (k, start, stop), value in zip(used, values, strict=True):
+            out[k, :, start:stop] = value.T
+    out[:, ~inside_y] = cval
+    out[:, :, ~inside_x] = cval
+    return out if images.ndim == 3 else out[0]
+
+
 def sample_reference(
     frames, transform: Transform, grid: TargetGrid, *, plan: FramePlan | None = None, order: int = 1
 ) -> np.ndarray:
@@ -119,7 +306,8 @@ def sample_reference(
     ----------
     frames : (ny + 2 pad_y, nx + 2 pad_x) or (k, ny + 2 pad_y, nx + 2 pad_x) array_like, or SplineFrames
         Reference frame(s) resampled onto the target grid padded by ``grid.pad``. Not modified.
-        `SplineFrames` (from `prepare_frames`) are sampled with cubic splines whatever ``order``.
+        `SplineFrames` (from `prepare_frames`) are sampled with cubic splines whatever ``order`` (one axis
+        at a time when the mapping has no roll and the grid is axis-aligned: the same values).
     transform : Transform
         Candidate correction of the target pointing.
     grid : TargetGrid
@@ -135,6 +323,8 @@ def sample_reference(
         NaN where the reference is invalid or out of the padded grid.
     """
     frames, prepared, (ny, nx), per_frame, (matrix, offset) = _sampling_setup(frames, transform, grid, plan)
+    if prepared is not None and _separable(matrix):
+        return _sample_separable(prepared, matrix, offset, (ny, nx), per_frame)
     out = np.zeros((ny, nx))
     for k, columns, weight in per_frame:
         coords = _coordinates(matrix, offset, ny, columns)
@@ -142,7 +332,9 @@ def sample_reference(
             values = ndimage.map_coordinates(
                 frames[k], coords + SPLINE_PAD, order=3, mode="nearest", prefilter=False
             )
-            support = ndimage.map_coordinates(prepared.valid[k], coords, order=1, cval=0.0, prefilter=False)
+            support = ndimage.map_coordinates(
+                prepared.valid[k], coords, order=1, cval=0.0, prefilter=False, output=np.float64
+            )
             values[support < 1.0 - 1e-9] = np.nan
         else:
             values = sample_at(frames[k], coords, order)
@@ -162,7 +354,8 @@ def reference_gradient(
     """Gradient of the cubic-sampled reference along the padded-reference axes, at each target pixel.
 
     Forward differences of the spline interpolant over ``step`` reference pixels from the positions
-    `sample_reference` samples (one `~scipy.ndimage.map_coordinates` call per frame, two probes). With
+    `sample_reference` samples (two probes; one axis at a time without roll on an axis-aligned grid,
+    else one `~scipy.ndimage.map_coordinates` call per frame). With
     the chain rule this gives the derivative of the sampled reference with respect to any parameter of
     the mapping. For a cubic spline and ``step = 1e-3`` the truncation error is ~1e-3 of the second
     derivative, far below what the refinement needs.
@@ -187,6 +380,8 @@ def reference_gradient(
     if sampled is None:
         sampled = sample_reference(frames, transform, grid, plan=plan)
     coefficients, _, (ny, nx), per_frame, (matrix, offset) = _sampling_setup(frames, transform, grid, plan)
+    if _separable(matrix):
+        return (_moved_separable(coefficients, matrix, offset, (ny, nx), per_frame, step) - sampled) / step
     moved = np.zeros((2, ny, nx))
     probes = step * np.eye(2)
     for k, columns, weight in per_frame:

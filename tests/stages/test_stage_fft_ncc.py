@@ -60,6 +60,24 @@ def test_surface_equals_direct_correlation_at_every_integer_shift(name):
     assert compared > 100
 
 
+@pytest.mark.parametrize("name", PLANS)
+def test_surface_without_reference_holes_equals_direct_correlation(name):
+    """Frames valid over every band: the overlap sums come from the target's totals, with the same r."""
+    target, frames = _frames(seed=4)
+    frames = np.where(np.isfinite(frames), frames, 0.0)
+    plan = PLANS[name]
+    reference = frames if plan is not None else frames[0]
+    surface = ncc_surface(target, reference, plan=plan, min_overlap_fraction=0.3, min_overlap_pixels=16)
+    grid = TargetGrid((0.0, 0.0), ((1.0, 0.0), (0.0, 1.0)), PAD)
+    direct = [
+        correlate(target, reference, Transform(ox - PAD[1], oy - PAD[0]), grid, plan=plan, order=0)
+        for oy in range(surface.shape[0])
+        for ox in range(surface.shape[1])
+    ]
+    np.testing.assert_allclose(surface.ravel(), direct, atol=1e-9)
+    assert np.isfinite(surface).all()
+
+
 def test_surface_peak_at_the_known_offset():
     target, frames = _frames(seed=3)
     surface = ncc_surface(target, frames[0])
@@ -100,3 +118,17 @@ def test_prepared_spectra_refuse_frames_of_another_shape():
     prepared = target_spectra(target, frames.shape[1:])
     with pytest.raises(ShapeError, match="call target_spectra again"):
         ncc_surface_from_spectra(prepared, frames[:, :-1])
+
+
+@pytest.mark.parametrize("name", PLANS)
+def test_single_precision_surface_is_close_to_double(name):
+    target, frames = _frames()
+    plan = PLANS[name]
+    reference = frames if plan is not None else frames[0]
+    double = ncc_surface_from_spectra(target_spectra(target, frames.shape[1:], plan=plan), reference)
+    prepared = target_spectra(target, frames.shape[1:], plan=plan, dtype=np.float32)
+    single = ncc_surface_from_spectra(prepared, reference)
+    assert prepared.spectra.dtype == np.complex64 and single.dtype == np.float64
+    np.testing.assert_array_equal(np.isnan(single), np.isnan(double))
+    np.testing.assert_allclose(single, double, atol=1e-5)
+    assert np.isfinite(double).mean() > 0.5

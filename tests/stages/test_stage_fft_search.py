@@ -6,7 +6,16 @@ from scipy import ndimage
 
 from coalign import PhaseParams, Transform, sample_reference
 from coalign.stages.fft_ncc import ncc_surface
-from coalign.stages.fft_search import bin_rows, fft_search, row_binning_factor, scaled_frames
+from coalign.stages.fft_search import (
+    ShiftPeak,
+    _grid_peaks,
+    _scores,
+    _vertex,
+    bin_rows,
+    fft_search,
+    row_binning_factor,
+    scaled_frames,
+)
 from coalign.transform import TargetGrid, pixel_mapping
 
 GRID = TargetGrid((24.5, 19.5), ((2.0, 0.05), (-0.06, 1.5)), (12, 12))
@@ -65,6 +74,35 @@ def test_scaled_frames_turn_scale_into_translation():
     np.testing.assert_allclose(window[both], via_transform[both], atol=1e-9)
 
 
+def test_axis_aligned_scaled_frames_match_affine_transform():
+    """Without roll on an axis-aligned grid, the frames are scaled one axis at a time: the values and NaN
+    spread of `scipy.ndimage.affine_transform` (order 1), band by band."""
+    rng = np.random.default_rng(3)
+    frames = np.stack([_field(seed) for seed in range(3)])
+    frames[rng.random(frames.shape) < 0.02] = np.nan
+    grid = TargetGrid((24.5, 19.5), ((2.0, 0.0), (0.0, 1.5)), (12, 12))
+    sx, sy = 1.04, 0.97
+    bands, origin, shape = [(0, 30), (12, 50), (40, 40)], (3, 5), (50, 60)
+    got = scaled_frames(frames, grid, sx, sy, bands=bands, origin=origin, shape=shape)
+    linear = np.linalg.inv(grid.matrix) @ Transform(sx=sx, sy=sy).linear @ np.asarray(grid.matrix)
+    linear_yx = linear[::-1, ::-1]
+    centre = np.array(grid.crpix[::-1]) + grid.pad
+    expected = np.full_like(got, np.nan)
+    for k, (start, stop) in enumerate(bands[:2]):
+        expected[k, :, start:stop] = ndimage.affine_transform(
+            frames[k],
+            linear_yx,
+            offset=centre - linear_yx @ centre + linear_yx @ [origin[0], origin[1] + start],
+            output_shape=(shape[0], stop - start),
+            order=1,
+            cval=np.nan,
+            prefilter=False,
+        )
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    np.testing.assert_allclose(got[np.isfinite(got)], expected[np.isfinite(got)], atol=1e-13)
+    assert np.isnan(got[0]).mean() < 0.6
+
+
 @pytest.mark.parametrize(
     ("matrix", "rows", "factor"),
     [
@@ -98,3 +136,23 @@ def test_binned_rows_stay_in_register(pad_y):
     # The binned reference pixel is the same sky position as the full one.
     centre_row = binned_grid.crpix[1] * 3 + 1.0
     assert centre_row == pytest.approx(grid.crpix[1])
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 10, 11])
+@pytest.mark.parametrize("best", [0.95, 0.973, 1.0, 1.021, 1.05])
+def test_grid_scored_coarse_to_fine_keeps_the_best_point_and_its_vertex(n, best):
+    """On a smooth score, every other grid value and the neighbours of the best of them give the same best
+    value and vertex as the whole grid, with about half the evaluations."""
+    values = np.linspace(0.95, 1.05, n)
+    scored = []
+
+    def best_at(sx, sy, roll):
+        scored.append(sx)
+        return ShiftPeak(Transform(sx=sx, sy=sy, roll=roll), 1 - (sx - best) ** 2, False, 0.0)
+
+    peaks = _grid_peaks(values, lambda value: (best_at, value, 1.0, 0.0), map)
+    whole = [1 - (v - best) ** 2 for v in values]
+    i = int(np.argmax(whole))
+    assert all(peaks[j] is not None for j in (i - 1, i, i + 1) if 0 <= j < n)
+    assert _vertex(values, _scores(peaks)) == _vertex(values, whole)
+    assert len(scored) == len(set(scored)) <= n // 2 + 3

@@ -5,11 +5,15 @@ import pytest
 from scipy import ndimage
 
 from coalign import Transform, sample_reference
+from coalign.stages import sampling
 from coalign.stages.sampling import (
+    SPLINE_MARGIN,
+    SPLINE_PAD,
     FramePlan,
     prepare_frames,
     reference_gradient,
     sample_at,
+    separable_linear,
     single_frame_plan,
 )
 from coalign.transform import TargetGrid
@@ -66,6 +70,33 @@ def test_prepared_frames_sample_like_raw_cubic():
     assert np.isnan(raw).any() and np.isfinite(raw).mean() > 0.5
 
 
+def test_frames_valid_in_a_band_are_prefiltered_around_it_only():
+    """A frame valid over a band of columns (as each synthetic-raster frame is) samples like the raw
+    cubic spline of the whole frame: the coefficients far from the band are the constant fill."""
+    rng = np.random.default_rng(7)
+    frames = ndimage.gaussian_filter(rng.normal(size=(2, 90, 120)), (0, 2, 2))
+    frames[0, :, :40] = frames[0, :, 75:] = np.nan
+    frames[1, :5] = frames[1, -20:] = np.nan
+    frames[1, 40:43, 60:62] = np.nan
+    grid = TargetGrid((40.0, 30.0), ((2.0, 0.0), (0.0, 1.5)), (15, 20))
+    plan = FramePlan(np.repeat([0, 1], 40), np.repeat([0, 1], 40), np.zeros(80))
+    prepared = prepare_frames(frames)
+    for t in (Transform(), Transform(3.3, -2.1, 1.02, 0.99), Transform(-1.0, 0.5, 0.98, 1.0, 2.0)):
+        raw = sample_reference(frames, t, grid, plan=plan, order=3)
+        fast = sample_reference(prepared, t, grid, plan=plan)
+        np.testing.assert_array_equal(np.isnan(raw), np.isnan(fast))
+        np.testing.assert_allclose(fast[np.isfinite(raw)], raw[np.isfinite(raw)], atol=1e-12)
+        assert 0.2 < np.isfinite(raw).mean() < 0.9
+    far = prepared.coefficients[0, :, 75 + SPLINE_PAD + SPLINE_MARGIN :]
+    np.testing.assert_allclose(far, np.nanmean(frames[0]), rtol=1e-12)
+    # Near the valid pixels (where samples read them), the coefficients are the whole frame's.
+    for frame, coefficients in zip(frames, prepared.coefficients, strict=True):
+        filled = np.pad(np.where(np.isfinite(frame), frame, np.nanmean(frame)), SPLINE_PAD, mode="edge")
+        whole = ndimage.spline_filter(filled, order=3, mode="nearest")
+        near = ndimage.binary_dilation(np.pad(np.isfinite(frame), SPLINE_PAD), np.ones((7, 7), bool))
+        np.testing.assert_allclose(coefficients[near], whole[near], rtol=0, atol=1e-14)
+
+
 @pytest.mark.parametrize(
     "transform", [Transform(), Transform(0.7, -1.3), Transform(-0.4, 0.9, 1.03, 0.98)], ids=str
 )
@@ -89,3 +120,41 @@ def test_reference_gradient_is_the_derivative_of_the_sampled_reference(transform
         np.testing.assert_allclose(
             gradient[axis][finite], numeric[finite], atol=2e-3 * np.abs(numeric[finite]).max()
         )
+
+
+def test_separable_linear_matches_map_coordinates():
+    """Row-by-column linear interpolation gives map_coordinates' values, NaN spread and edges included
+    (integer positions read a zero-weight neighbour; beyond ``[0, n - 1]`` is ``cval``)."""
+    rng = np.random.default_rng(5)
+    image = rng.normal(size=(17, 23))
+    image[rng.random(image.shape) < 0.05] = np.nan
+    yq = np.concatenate([[0.0, 16.0, 3.0, -1e-12, 16 + 1e-12], rng.uniform(-2, 19, 30)])
+    xq = np.concatenate([[22.0, 0.0, 7.0, -0.5, 23.5], rng.uniform(-2, 25, 30)])
+    yy, xx = np.meshgrid(yq, xq, indexing="ij")
+    expected = ndimage.map_coordinates(image, [yy, xx], order=1, cval=np.nan, prefilter=False)
+    got = separable_linear(image, yq, xq)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    np.testing.assert_allclose(got[np.isfinite(got)], expected[np.isfinite(got)], atol=1e-14)
+    assert np.isfinite(got).mean() > 0.3
+
+
+@pytest.mark.parametrize("transform", [Transform(), Transform(1.3, -0.7, 1.04, 0.97)], ids=str)
+def test_axis_aligned_sampling_matches_the_general_path(monkeypatch, transform):
+    """Without roll, prepared frames are sampled one axis at a time: the same values, NaN masks and
+    gradients as map_coordinates at every position."""
+    frames = np.stack([_frame(1), _frame(2)])
+    frames[0, 8:10, 5:7] = np.nan
+    frames[1, :2] = np.nan
+    prepared = prepare_frames(frames)
+    plan = FramePlan(np.repeat([0, 1], 10), np.ones(20, int), np.linspace(0, 1, 20))
+    fast = sample_reference(prepared, transform, GRID, plan=plan)
+    fast_gradient = reference_gradient(prepared, transform, GRID, plan=plan)
+    monkeypatch.setattr(sampling, "_separable", lambda matrix: False)
+    general = sample_reference(prepared, transform, GRID, plan=plan)
+    general_gradient = reference_gradient(prepared, transform, GRID, plan=plan)
+    np.testing.assert_array_equal(np.isnan(fast), np.isnan(general))
+    np.testing.assert_allclose(fast[np.isfinite(fast)], general[np.isfinite(fast)], atol=1e-12)
+    np.testing.assert_array_equal(np.isnan(fast_gradient), np.isnan(general_gradient))
+    finite = np.isfinite(fast_gradient)
+    np.testing.assert_allclose(fast_gradient[finite], general_gradient[finite], atol=1e-9)
+    assert np.isnan(fast).any() and np.isfinite(fast).mean() > 0.5
