@@ -11,7 +11,7 @@ from coalign.results import SearchResult
 from coalign.stages.binning import bin_image
 from coalign.stages.fft_ncc import TargetSpectra, ncc_surface_from_spectra, target_spectra
 from coalign.stages.refine import refine
-from coalign.stages.sampling import FramePlan, prepare_frames, separable_linear
+from coalign.stages.sampling import FramePlan, prepare_frames
 from coalign.transform import TargetGrid, Transform
 
 __all__ = [
@@ -76,18 +76,17 @@ def scaled_frames(
     centre_yx = np.array(grid.crpix[::-1]) + np.asarray(grid.pad, dtype=float)
     offset = centre_yx - linear_yx @ centre_yx
     bands = bands if bands is not None else [(0, shape[1])] * len(frames)
-    if order == 1 and linear_yx[0, 1] == 0.0 and linear_yx[1, 0] == 0.0:
-        # Rows to rows, columns to columns: the same interpolation one axis at a time.
-        y_offset, x_offset = offset + linear_yx @ [y0, x0]
-        rows = linear_yx[0, 0] * np.arange(shape[0]) + y_offset
-        return separable_linear(frames, rows, linear_yx[1, 1] * np.arange(shape[1]) + x_offset, bands=bands)
+    # Rows to rows and columns to columns (no roll): a diagonal matrix, which scipy applies one axis at a
+    # time (the same interpolation, about twice as fast).
+    diagonal = linear_yx[0, 1] == 0.0 and linear_yx[1, 0] == 0.0
+    matrix = np.diag(linear_yx).copy() if diagonal else linear_yx
     out = np.full((len(frames), *shape), np.nan)
     for k, (start, stop) in enumerate(bands):
         if stop <= start:
             continue
         out[k, :, start:stop] = ndimage.affine_transform(
             frames[k],
-            linear_yx,
+            matrix,
             offset=offset + linear_yx @ [y0, x0 + start],
             output_shape=(shape[0], stop - start),
             order=order,

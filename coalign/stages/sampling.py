@@ -3,7 +3,6 @@
 from typing import NamedTuple
 
 import numpy as np
-import scipy.sparse
 from scipy import ndimage
 
 from coalign.transform import TargetGrid, Transform, pixel_mapping
@@ -15,7 +14,6 @@ __all__ = [
     "reference_gradient",
     "sample_at",
     "sample_reference",
-    "separable_linear",
     "single_frame_plan",
 ]
 
@@ -148,153 +146,62 @@ def _separable(matrix) -> bool:
     return bool(matrix[0, 1] == 0.0 and matrix[1, 0] == 0.0)
 
 
-def _axis_coordinates(matrix, offset, ny, nx):
-    """Padded-reference rows seen by target rows ``0..ny-1`` and columns seen by target columns
-    ``0..nx-1``, for a `_separable` mapping: the axes of `_coordinates`."""
-    return matrix[0, 0] * np.arange(ny) + offset[0], matrix[1, 1] * np.arange(nx) + offset[1]
-
-
-def _cubic_taps(q, n):
-    """The 4 coefficients ``(4, len(q))`` a cubic B-spline reads at positions ``q`` on an axis of ``n``
-    (clamped to the axis, as ``mode="nearest"``), and their weights (as `scipy.ndimage` computes them)."""
-    base = np.floor(q)
-    y = q - base
-    z = 1.0 - y
-    weights = np.empty((4, q.size))
-    weights[0] = z * z * z / 6.0
-    weights[1] = (y * y * (y - 2.0) * 3.0 + 4.0) / 6.0
-    weights[2] = (z * z * (z - 2.0) * 3.0 + 4.0) / 6.0
-    weights[3] = 1.0 - weights[0] - weights[1] - weights[2]
-    taps = np.clip(base.astype(np.intp) + np.arange(-1, 3)[:, None], 0, n - 1)
-    return taps, weights
-
-
-def _linear_taps(q, n):
-    """The 2 pixels ``(2, len(q))`` linear interpolation reads at positions ``q`` on an axis of ``n``, their
-    weights, and whether ``q`` lies within ``[0, n - 1]`` (``mode="constant"`` does not interpolate beyond
-    the edges). As in `scipy.ndimage`, both pixels are read even when one has weight 0."""
-    inside = (q >= 0) & (q <= n - 1)
-    base = np.clip(np.floor(q), 0, n - 1).astype(np.intp)
-    y = np.where(inside, q - base, 0.0)
-    upper = base + 1
-    upper[upper > n - 1] = max(n - 2, 0)  # at q = n - 1 the zero-weight pixel mirrors inwards
-    return np.stack([base, upper]), np.stack([1.0 - y, y]), inside
-
-
-def _tap_matrix(taps, weights, start, width):
-    """Sparse ``(n, width)`` matrix of 1-D interpolation: row ``i`` holds ``weights[:, i]`` at columns
-    ``taps[:, i] - start`` (repeated taps add up). Zero weights stay stored, so that a NaN pixel spreads
-    to every position that reads it, as in `scipy.ndimage`."""
-    n_taps, n = taps.shape
-    return scipy.sparse.csr_matrix(
-        (weights.T.ravel(), (taps - start).T.ravel(), np.arange(0, n_taps * n + 1, n_taps)), shape=(n, width)
+def _on_diagonal(image, scale, start, shape, *, order, mode, cval=0.0) -> np.ndarray:
+    """``image`` interpolated at ``start + scale * (i, j)`` for output pixel ``(i, j)`` of ``shape``:
+    `scipy.ndimage.affine_transform` with a diagonal matrix, which interpolates one axis at a time."""
+    return ndimage.affine_transform(
+        image,
+        scale,
+        offset=start,
+        output_shape=shape,
+        order=order,
+        mode=mode,
+        cval=cval,
+        prefilter=False,
+        output=np.float64,
     )
 
 
-def _separable_interpolation(images, rows, blocks):
-    """Separable interpolation of several images, one sparse product per axis for all of them.
-
-    ``rows`` are the taps and weights (of `_cubic_taps` or `_linear_taps`) of the row positions, shared by
-    all images; each of ``blocks`` is ``(k, taps, weights)``: an image index and its column positions'
-    taps and weights. Returns, per block, ``sum_a sum_b w_row[a] w_column[b] images[k][row tap a, column
-    tap b]`` transposed: ``(n_columns, n_rows)``.
-    """
-    row_taps, row_weights = rows
-    y0, y1 = int(row_taps.min()), int(row_taps.max()) + 1
-    spans = [(int(taps.min()), int(taps.max()) + 1) for _, taps, _ in blocks]
-    # The columns each block reads, side by side; its taps shifted to where they landed.
-    read = np.concatenate(
-        [images[k][y0:y1, x0:x1] for (k, _, _), (x0, x1) in zip(blocks, spans, strict=True)], axis=1
-    )
-    landed = np.cumsum([0] + [x1 - x0 for x0, x1 in spans[:-1]]) - [x0 for x0, _ in spans]
-    column_taps = np.concatenate(
-        [taps + shift for (_, taps, _), shift in zip(blocks, landed, strict=True)], axis=1
-    )
-    column_weights = np.concatenate([weights for _, _, weights in blocks], axis=1)
-    rows_done = _tap_matrix(row_taps, row_weights, y0, y1 - y0) @ read
-    out = _tap_matrix(column_taps, column_weights, 0, read.shape[1]) @ rows_done.T
-    return np.split(out, np.cumsum([taps.shape[1] for _, taps, _ in blocks])[:-1])
+def _column_blocks(matrix, offset, per_frame):
+    """Per frame: its index, target columns, weights, the span ``x0`` of those columns and where the
+    reference is read for target pixel ``(0, x0)``, under a `_separable` mapping."""
+    scale = np.diag(matrix).copy()
+    for k, columns, weight in per_frame:
+        x0 = int(columns.min())
+        yield k, columns, weight, x0, offset + scale * [0.0, x0]
 
 
 def _sample_separable(prepared: SplineFrames, matrix, offset, shape, per_frame) -> np.ndarray:
     """`sample_reference` of prepared frames under a `_separable` mapping: the same cubic spline and
-    support, one axis at a time for all frames at once."""
+    support, one axis at a time."""
     ny, nx = shape
-    yq, xq = _axis_coordinates(matrix, offset, ny, nx)
-    cubic_rows = _cubic_taps(yq + SPLINE_PAD, prepared.coefficients.shape[1])
-    cubic_columns = _cubic_taps(xq + SPLINE_PAD, prepared.coefficients.shape[2])
-    *linear_rows, inside_y = _linear_taps(yq, prepared.valid.shape[1])
-    *linear_columns, inside_x = _linear_taps(xq, prepared.valid.shape[2])
-    per_frame = list(per_frame)
-    values = _separable_interpolation(
-        prepared.coefficients, cubic_rows, [(k, *(p[:, c] for p in cubic_columns)) for k, c, _ in per_frame]
-    )
-    supports = _separable_interpolation(
-        prepared.valid, linear_rows, [(k, *(p[:, c] for p in linear_columns)) for k, c, _ in per_frame]
-    )
-    out = np.zeros((nx, ny))  # transposed: each frame adds whole rows
-    for (_, columns, weight), value, support in zip(per_frame, values, supports, strict=True):
-        value[(support < 1.0 - 1e-9) | ~inside_y | ~inside_x[columns, None]] = np.nan
-        out[columns] += weight[:, None] * value
-    return np.ascontiguousarray(out.T)
+    scale = np.diag(matrix).copy()
+    out = np.zeros((ny, nx))
+    for k, columns, weight, x0, start in _column_blocks(matrix, offset, per_frame):
+        span = (ny, int(columns.max()) + 1 - x0)
+        values = _on_diagonal(
+            prepared.coefficients[k], scale, start + SPLINE_PAD, span, order=3, mode="nearest"
+        )
+        support = _on_diagonal(prepared.valid[k], scale, start, span, order=1, mode="constant")
+        values[support < 1.0 - 1e-9] = np.nan
+        out[:, columns] += weight * values[:, columns - x0]
+    return out
 
 
 def _moved_separable(coefficients, matrix, offset, shape, per_frame, step) -> np.ndarray:
     """The cubic spline moved by ``step`` along y and along x, as in `reference_gradient`, under a
     `_separable` mapping: ``(2, ny, nx)``."""
     ny, nx = shape
-    yq, xq = (q + SPLINE_PAD for q in _axis_coordinates(matrix, offset, ny, nx))
-    per_frame = list(per_frame)
-    moved = np.zeros((2, nx, ny))  # transposed
-    for axis, (y_step, x_step) in enumerate(((step, 0.0), (0.0, step))):
-        columns = _cubic_taps(xq + x_step, coefficients.shape[2])
-        values = _separable_interpolation(
-            coefficients,
-            _cubic_taps(yq + y_step, coefficients.shape[1]),
-            [(k, *(p[:, c] for p in columns)) for k, c, _ in per_frame],
-        )
-        for (_, c, weight), value in zip(per_frame, values, strict=True):
-            moved[axis][c] += weight[:, None] * value
-    return np.ascontiguousarray(moved.transpose(0, 2, 1))
-
-
-def separable_linear(images, yq, xq, *, bands=None, cval=np.nan):
-    """Linear interpolation of ``images`` at rows ``yq`` times columns ``xq``.
-
-    The same values as `scipy.ndimage.map_coordinates` with ``order=1, prefilter=False`` at every
-    ``(yq[i], xq[j])``, NaN pixels included (they spread to every output that reads them): ``cval``
-    beyond the edges.
-
-    Parameters
-    ----------
-    images : (my, mx) or (k, my, mx) array_like
-        Image(s) to interpolate.
-    yq, xq : 1-D array_like
-        Row and column positions.
-    bands : sequence of (int, int), optional
-        Per image, the output columns ``[start, stop)`` to compute; the others are ``cval``.
-    cval : float
-        Value beyond the edges.
-
-    Returns
-    -------
-    (len(yq), len(xq)) or (k, len(yq), len(xq)) ndarray
-    """
-    images = np.asarray(images, dtype=float)
-    stack = images if images.ndim == 3 else images[None]
-    taps_y, weights_y, inside_y = _linear_taps(np.asarray(yq, dtype=float), stack.shape[1])
-    taps_x, weights_x, inside_x = _linear_taps(np.asarray(xq, dtype=float), stack.shape[2])
-    out = np.full((len(stack), taps_y.shape[1], taps_x.shape[1]), cval)
-    bands = bands if bands is not None else [(0, taps_x.shape[1])] * len(stack)
-    used = [(k, start, stop) for k, (start, stop) in enumerate(bands) if stop > start]
-    blocks = [(k, taps_x[:, start:stop], weights_x[:, start:stop]) for k, start, stop in used]
-    if blocks:
-        values = _separable_interpolation(stack, (taps_y, weights_y), blocks)
-        for (k, start, stop), value in zip(used, values, strict=True):
-            out[k, :, start:stop] = value.T
-    out[:, ~inside_y] = cval
-    out[:, :, ~inside_x] = cval
-    return out if images.ndim == 3 else out[0]
+    scale = np.diag(matrix).copy()
+    moved = np.zeros((2, ny, nx))
+    for k, columns, weight, x0, start in _column_blocks(matrix, offset, per_frame):
+        span = (ny, int(columns.max()) + 1 - x0)
+        for axis, probe in enumerate(step * np.eye(2)):
+            values = _on_diagonal(
+                coefficients[k], scale, start + SPLINE_PAD + probe, span, order=3, mode="nearest"
+            )
+            moved[axis][:, columns] += weight * values[:, columns - x0]
+    return moved
 
 
 def sample_reference(

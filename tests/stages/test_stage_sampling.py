@@ -13,7 +13,6 @@ from coalign.stages.sampling import (
     prepare_frames,
     reference_gradient,
     sample_at,
-    separable_linear,
     single_frame_plan,
 )
 from coalign.transform import TargetGrid
@@ -120,22 +119,6 @@ def test_reference_gradient_is_the_derivative_of_the_sampled_reference(transform
         np.testing.assert_allclose(
             gradient[axis][finite], numeric[finite], atol=2e-3 * np.abs(numeric[finite]).max()
         )
-
-
-def test_separable_linear_matches_map_coordinates():
-    """Row-by-column linear interpolation gives map_coordinates' values, NaN spread and edges included
-    (integer positions read a zero-weight neighbour; beyond ``[0, n - 1]`` is ``cval``)."""
-    rng = np.random.default_rng(5)
-    image = rng.normal(size=(17, 23))
-    image[rng.random(image.shape) < 0.05] = np.nan
-    yq = np.concatenate([[0.0, 16.0, 3.0, -1e-12, 16 + 1e-12], rng.uniform(-2, 19, 30)])
-    xq = np.concatenate([[22.0, 0.0, 7.0, -0.5, 23.5], rng.uniform(-2, 25, 30)])
-    yy, xx = np.meshgrid(yq, xq, indexing="ij")
-    expected = ndimage.map_coordinates(image, [yy, xx], order=1, cval=np.nan, prefilter=False)
-    got = separable_linear(image, yq, xq)
-    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
-    np.testing.assert_allclose(got[np.isfinite(got)], expected[np.isfinite(got)], atol=1e-14)
-    assert np.isfinite(got).mean() > 0.3
 
 
 @pytest.mark.parametrize("transform", [Transform(), Transform(1.3, -0.7, 1.04, 0.97)], ids=str)
