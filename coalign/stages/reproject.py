@@ -260,7 +260,7 @@ def reproject_frames(
             f"{len(rotate_to)}"
         )
     grids = [_grid_at_time(out_wcs, wcs, when) for (_, wcs), when in zip(references, rotate_to, strict=True)]
-    bands = [_band(grid, out_shape, band, rows)[1:] for grid, band in zip(grids, columns, strict=True)]
+    bands = [_band_limits(out_shape, band, rows) for band in columns]
     rotating = any(when is not None for when in rotate_to)
     with propagate_with_solar_surface() if rotating else nullcontext():
         mappings = _control_mappings(grids, [wcs for _, wcs in references], bands)
@@ -272,8 +272,9 @@ def reproject_frames(
                 continue
             if mapping is None:
                 mapping = _exact_mapping(grid, wcs, cols, band_rows)
-            out[k, band_rows[0] : band_rows[1], cols[0] : cols[1]] = _sample_bilinear(data, *mapping)
-            _check_overlap(out[k], data, wcs, out_wcs, out_shape)
+            band = (slice(*band_rows), slice(*cols))
+            out[k][band] = _sample_bilinear(data, *mapping)
+            _check_overlap(out[k][band], data, wcs, out_wcs, out_shape)
     return out
 
 
@@ -309,10 +310,17 @@ def _grid_at_time(out_wcs, reference_wcs, rotate_to):
     return out_wcs
 
 
+def _band_limits(out_shape, columns, rows):
+    """The ``columns`` and ``rows`` ``[start, stop)`` of the padded grid to resample (default: all)."""
+    return (
+        tuple(columns) if columns is not None else (0, out_shape[1]),
+        tuple(rows) if rows is not None else (0, out_shape[0]),
+    )
+
+
 def _band(out_wcs, out_shape, columns, rows):
-    """WCS of the band ``rows x columns`` of the padded grid, and the clipped ``columns`` and ``rows``."""
-    start, stop = columns if columns is not None else (0, out_shape[1])
-    first_row, end_row = rows if rows is not None else (0, out_shape[0])
+    """WCS of the band ``rows x columns`` of the padded grid, and the band's ``columns`` and ``rows``."""
+    (start, stop), (first_row, end_row) = _band_limits(out_shape, columns, rows)
     band_wcs = out_wcs.deepcopy()
     band_wcs.wcs.crpix = out_wcs.wcs.crpix - np.array([start, first_row], dtype=float)
     band_wcs.wcs.set()
