@@ -162,13 +162,13 @@ def _on_diagonal(image, scale, start, shape, *, order, mode, cval=0.0) -> np.nda
     )
 
 
-def _column_blocks(matrix, offset, per_frame):
-    """Per frame: its index, target columns, weights, the span ``x0`` of those columns and where the
-    reference is read for target pixel ``(0, x0)``, under a `_separable` mapping."""
-    scale = np.diag(matrix).copy()
+def _column_blocks(scale, offset, ny, per_frame):
+    """Per frame, under a `_separable` mapping of diagonal ``scale``: its index, target columns and
+    weights, the first of those columns ``x0``, where the reference is read for target pixel ``(0, x0)``,
+    and the output shape from column ``x0`` to the last one."""
     for k, columns, weight in per_frame:
         x0 = int(columns.min())
-        yield k, columns, weight, x0, offset + scale * [0.0, x0]
+        yield k, columns, weight, x0, offset + scale * [0.0, x0], (ny, int(columns.max()) + 1 - x0)
 
 
 def _sample_separable(prepared: SplineFrames, matrix, offset, shape, per_frame) -> np.ndarray:
@@ -177,8 +177,7 @@ def _sample_separable(prepared: SplineFrames, matrix, offset, shape, per_frame) 
     ny, nx = shape
     scale = np.diag(matrix).copy()
     out = np.zeros((ny, nx))
-    for k, columns, weight, x0, start in _column_blocks(matrix, offset, per_frame):
-        span = (ny, int(columns.max()) + 1 - x0)
+    for k, columns, weight, x0, start, span in _column_blocks(scale, offset, ny, per_frame):
         values = _on_diagonal(
             prepared.coefficients[k], scale, start + SPLINE_PAD, span, order=3, mode="nearest"
         )
@@ -194,8 +193,7 @@ def _moved_separable(coefficients, matrix, offset, shape, per_frame, step) -> np
     ny, nx = shape
     scale = np.diag(matrix).copy()
     moved = np.zeros((2, ny, nx))
-    for k, columns, weight, x0, start in _column_blocks(matrix, offset, per_frame):
-        span = (ny, int(columns.max()) + 1 - x0)
+    for k, columns, weight, x0, start, span in _column_blocks(scale, offset, ny, per_frame):
         for axis, probe in enumerate(step * np.eye(2)):
             values = _on_diagonal(
                 coefficients[k], scale, start + SPLINE_PAD + probe, span, order=3, mode="nearest"
