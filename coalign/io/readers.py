@@ -11,6 +11,7 @@ import numpy as np
 import sunpy.map
 from astropy.io import fits
 from astropy.time import Time
+from astropy.utils.exceptions import AstropyUserWarning
 
 from coalign.exceptions import CoalignWarning, EmptySequenceError, TimeCoverageError, WCSError
 from coalign.params import SyntheticParams
@@ -36,7 +37,9 @@ _COMMENTARY = frozenset({"", "COMMENT", "HISTORY"})
 def read_map(path: str | os.PathLike) -> sunpy.map.GenericMap:
     """Read a 2-D FITS image as a sunpy Map, with a specific error for unreadable or WCS-less files.
 
-    The file is read once: the data (kept in the file's dtype and byte order) and the header, whose
+    The file is opened once: the data (in the file's dtype and byte order; memory-mapped copy-on-write
+    when stored uncompressed and unscaled, so that only the pages a caller touches are read and edits
+    never reach the file) and the header, whose
     ``HISTORY`` and ``COMMENT`` cards become newline-joined text as in the maps sunpy reads itself, so
     that the meta is hashable and sunpy's cached ``wcs`` follows later edits of the meta.
 
@@ -85,14 +88,23 @@ def _read_with_astropy(path: Path) -> tuple[np.ndarray, dict, dict]:
             # Header nits astropy can live with (e.g. BLANK on float data) are not errors; truncation is.
             warnings.simplefilter("ignore", fits.verify.VerifyWarning)
             warnings.filterwarnings("error", message=".*truncated")
-            hdul = fits.open(path)
+            hdul = fits.open(path, memmap=True)
         with hdul:
             hdul.verify("exception")
             image = next((h for h in hdul if h.is_image and h.header.get("NAXIS", 0) >= 2), None)
-            # Read (and decompress) now, which detects truncation; the copy outlives the file, and
-            # the header is taken after the data so that applied BSCALE/BZERO are gone from it.
-            data = None if image is None else np.array(image.data)
-    except (OSError, ValueError, TypeError, fits.verify.VerifyError, fits.verify.VerifyWarning) as error:
+            # Uncompressed, unscaled data stays memory-mapped (copy-on-write: edits never reach the
+            # file) and outlives the closed file; only the pages a caller touches are read. A short
+            # file was caught at open (the truncation warning); compressed data is decompressed here.
+            # The header is taken after the data so that applied BSCALE/BZERO are gone from it.
+            data = None if image is None else image.data
+    except (
+        OSError,
+        ValueError,
+        TypeError,
+        fits.verify.VerifyError,
+        fits.verify.VerifyWarning,
+        AstropyUserWarning,  # the truncation warning, made an error above
+    ) as error:
         raise OSError(
             f"cannot read {path} as FITS ({error}); the file may be truncated or corrupt"
         ) from error

@@ -51,6 +51,28 @@ def test_corrupt_file_raises_naming_it(tmp_path):
         read_map(broken)
 
 
+def test_file_with_short_data_raises_naming_it(tmp_path):
+    """A complete header whose data ends early (an interrupted copy) is caught when the file is read."""
+    short = tmp_path / "short.fits"
+    whole = (SAMPLE_REFERENCE_DIR / sample_reference_files()[0].name).read_bytes()
+    short.write_bytes(whole[: len(whole) - 2 * 2880])
+    with pytest.raises(OSError, match=r"short\.fits.*truncated"):
+        read_map(short)
+
+
+def test_edits_of_the_data_never_reach_the_file(tmp_path):
+    """The data is mapped from the file copy-on-write: a caller may edit it, the file stays as it was."""
+    path = tmp_path / "frame.fits"
+    path.write_bytes(sample_reference_files()[0].read_bytes())
+    before = path.read_bytes()
+    smap = read_map(path)
+    expected = fits.getdata(path)
+    np.testing.assert_array_equal(smap.data, expected)
+    smap.data[:] = -1.0
+    del smap
+    assert path.read_bytes() == before
+
+
 def test_file_without_celestial_wcs_raises(tmp_path):
     plain = tmp_path / "plain.fits"
     fits.PrimaryHDU(np.ones((8, 8))).writeto(plain)
