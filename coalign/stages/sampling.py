@@ -4,12 +4,15 @@ from typing import NamedTuple
 
 import numpy as np
 from scipy import ndimage
+from scipy.interpolate import BSpline
 
 from coalign.transform import TargetGrid, Transform, pixel_mapping
 
 __all__ = [
     "FramePlan",
     "SplineFrames",
+    "inside",
+    "interpolate_on_axes",
     "prepare_frames",
     "reference_gradient",
     "sample_at",
@@ -146,22 +149,6 @@ def _separable(matrix) -> bool:
     return bool(matrix[0, 1] == 0.0 and matrix[1, 0] == 0.0)
 
 
-def _on_diagonal(image, scale, start, shape, *, order, mode, cval=0.0) -> np.ndarray:
-    """``image`` interpolated at ``start + scale * (i, j)`` for output pixel ``(i, j)`` of ``shape``:
-    `scipy.ndimage.affine_transform` with a diagonal matrix, which interpolates one axis at a time."""
-    return ndimage.affine_transform(
-        image,
-        scale,
-        offset=start,
-        output_shape=shape,
-        order=order,
-        mode=mode,
-        cval=cval,
-        prefilter=False,
-        output=np.float64,
-    )
-
-
 def _column_blocks(scale, offset, ny, per_frame):
     """Per frame, under a `_separable` mapping of diagonal ``scale``: its index, target columns and
     weights, the first of those columns ``x0``, where the reference is read for target pixel ``(0, x0)``,
@@ -171,19 +158,99 @@ def _column_blocks(scale, offset, ny, per_frame):
         yield k, columns, weight, x0, offset + scale * [0.0, x0], (ny, int(columns.max()) + 1 - x0)
 
 
+def _basis(positions, n: int, order: int):
+    """B-spline basis of ``order`` (1 or 3) on ``n`` coefficients at integer knots, sparse
+    ``(len(positions), n)``, from `scipy.interpolate.BSpline.design_matrix`: the weights with which
+    `scipy.ndimage` interpolates (prefiltered) values, ``value(p) = sum_j c_j beta(p - j)``. Positions
+    are clipped to the span where the whole basis is defined; callers mask those that lie beyond."""
+    half = (order + 1) // 2
+    knots = np.arange(-half, n + half, dtype=float)
+    return BSpline.design_matrix(np.clip(positions, half - 1.0, n - half), knots, order)
+
+
+def _column_basis(positions, n: int, order: int):
+    """`_basis` along x restricted to the columns ``[c0, c1)`` the positions read: ``c0, c1`` and the
+    sparse ``(len(positions), c1 - c0)`` weights."""
+    half = (order + 1) // 2
+    clipped = np.clip(positions, half - 1.0, n - half)
+    c0 = max(int(np.floor(clipped.min())) - half, 0)
+    c1 = min(int(np.floor(clipped.max())) + half + 1, n)
+    return c0, c1, _basis(clipped, n, order)[:, c0:c1]
+
+
+class _SeparableSetup(NamedTuple):
+    """A `_separable` mapping laid out for one-axis-at-a-time sampling of prepared frames, positions in
+    frame pixels."""
+
+    rows: np.ndarray  # positions of the target rows
+    blocks: list  # per frame: (k, columns, weight, x0, start, span) from `_column_blocks`
+    x_positions: list  # per block: positions of its output columns
+
+
+def _separable_setup(matrix, offset, shape, per_frame) -> _SeparableSetup:
+    ny, _ = shape
+    scale = np.diag(matrix).copy()
+    blocks = list(_column_blocks(scale, offset, ny, per_frame))
+    rows = offset[0] + scale[0] * np.arange(ny)
+    x_positions = [start[1] + scale[1] * np.arange(span[1]) for _, _, _, _, start, span in blocks]
+    return _SeparableSetup(rows, blocks, x_positions)
+
+
+def interpolate_on_axes(images, rows, column_positions, frames, order: int) -> list[np.ndarray]:
+    """Spline values of ``order`` (1 or 3) on tensor grids: for each block ``b``, image ``frames[b]`` at
+    rows ``rows`` times columns ``column_positions[b]`` (pixel positions, ``(len(rows), len(columns))``).
+
+    The weights are `scipy.interpolate.BSpline.design_matrix`'s (those of `scipy.ndimage`: order 3 reads
+    prefiltered coefficients, order 1 interpolates linearly). One sparse product along y serves all
+    blocks at once (their rows are the same), then a small one along x per block; being sparse, both
+    spread a NaN pixel only to the values whose support holds it. Positions beyond the span where the
+    whole basis is defined read the nearest defined value: mask them.
+    """
+    if not len(frames):
+        return []
+    n_rows, n_columns = images.shape[1:]
+    columns = [_column_basis(x, n_columns, order) for x in column_positions]
+    gathered = np.concatenate(
+        [images[k, :, c0:c1] for k, (c0, c1, _) in zip(frames, columns, strict=True)], axis=1
+    )
+    along_y = _basis(rows, n_rows, order) @ gathered
+    edges = np.cumsum([0] + [c1 - c0 for c0, c1, _ in columns])
+    return [(w @ along_y[:, a:b].T).T for a, b, (_, _, w) in zip(edges[:-1], edges[1:], columns, strict=True)]
+
+
+def _interpolate_blocks(images, setup: _SeparableSetup, order: int, pad: int = 0, steps=(0.0, 0.0)):
+    """`interpolate_on_axes` at the positions of ``setup`` in ``images`` padded by ``pad`` pixels, moved
+    by ``steps`` (y, x)."""
+    return interpolate_on_axes(
+        images,
+        setup.rows + pad + steps[0],
+        [x + pad + steps[1] for x in setup.x_positions],
+        [b[0] for b in setup.blocks],
+        order,
+    )
+
+
+def inside(positions, n: int) -> np.ndarray:
+    """Whether positions lie within ``[0, n - 1]`` (to rounding), where linear interpolation with a
+    constant ``cval`` reads no pixel outside an image of ``n`` pixels."""
+    return (positions >= -1e-9) & (positions <= n - 1 + 1e-9)
+
+
 def _sample_separable(prepared: SplineFrames, matrix, offset, shape, per_frame) -> np.ndarray:
     """`sample_reference` of prepared frames under a `_separable` mapping: the same cubic spline and
     support, one axis at a time."""
     ny, nx = shape
-    scale = np.diag(matrix).copy()
+    setup = _separable_setup(matrix, offset, shape, per_frame)
+    values = _interpolate_blocks(prepared.coefficients, setup, 3, SPLINE_PAD)
+    supports = _interpolate_blocks(prepared.valid, setup, 1)
+    n_rows, n_columns = prepared.valid.shape[1:]
+    rows_inside = inside(setup.rows, n_rows)[:, None]
     out = np.zeros((ny, nx))
-    for k, columns, weight, x0, start, span in _column_blocks(scale, offset, ny, per_frame):
-        values = _on_diagonal(
-            prepared.coefficients[k], scale, start + SPLINE_PAD, span, order=3, mode="nearest"
-        )
-        support = _on_diagonal(prepared.valid[k], scale, start, span, order=1, mode="constant")
-        values[support < 1.0 - 1e-9] = np.nan
-        out[:, columns] += weight * values[:, columns - x0]
+    for (_, columns, weight, x0, _, _), x, block, support in zip(
+        setup.blocks, setup.x_positions, values, supports, strict=True
+    ):
+        block[~(rows_inside & inside(x, n_columns)) | (support < 1.0 - 1e-9)] = np.nan
+        out[:, columns] += weight * block[:, columns - x0]
     return out
 
 
@@ -191,14 +258,12 @@ def _moved_separable(coefficients, matrix, offset, shape, per_frame, step) -> np
     """The cubic spline moved by ``step`` along y and along x, as in `reference_gradient`, under a
     `_separable` mapping: ``(2, ny, nx)``."""
     ny, nx = shape
-    scale = np.diag(matrix).copy()
+    setup = _separable_setup(matrix, offset, shape, per_frame)
     moved = np.zeros((2, ny, nx))
-    for k, columns, weight, x0, start, span in _column_blocks(scale, offset, ny, per_frame):
-        for axis, probe in enumerate(step * np.eye(2)):
-            values = _on_diagonal(
-                coefficients[k], scale, start + SPLINE_PAD + probe, span, order=3, mode="nearest"
-            )
-            moved[axis][:, columns] += weight * values[:, columns - x0]
+    for axis, probe in enumerate(step * np.eye(2)):
+        values = _interpolate_blocks(coefficients, setup, 3, SPLINE_PAD, probe)
+        for (_, columns, weight, x0, _, _), block in zip(setup.blocks, values, strict=True):
+            moved[axis][:, columns] += weight * block[:, columns - x0]
     return moved
 
 

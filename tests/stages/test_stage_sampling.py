@@ -121,10 +121,14 @@ def test_reference_gradient_is_the_derivative_of_the_sampled_reference(transform
         )
 
 
-@pytest.mark.parametrize("transform", [Transform(), Transform(1.3, -0.7, 1.04, 0.97)], ids=str)
+@pytest.mark.parametrize(
+    "transform",
+    [Transform(), Transform(1.3, -0.7, 1.04, 0.97), Transform(9.0, -7.5, 1.1, 0.92)],
+    ids=str,
+)
 def test_axis_aligned_sampling_matches_the_general_path(monkeypatch, transform):
     """Without roll, prepared frames are sampled one axis at a time: the same values, NaN masks and
-    gradients as map_coordinates at every position."""
+    gradients as map_coordinates at every position, also where the positions leave the frames."""
     frames = np.stack([_frame(1), _frame(2)])
     frames[0, 8:10, 5:7] = np.nan
     frames[1, :2] = np.nan
@@ -141,3 +145,23 @@ def test_axis_aligned_sampling_matches_the_general_path(monkeypatch, transform):
     finite = np.isfinite(fast_gradient)
     np.testing.assert_allclose(fast_gradient[finite], general_gradient[finite], atol=1e-9)
     assert np.isnan(fast).any() and np.isfinite(fast).mean() > 0.5
+
+
+@pytest.mark.parametrize("order", [1, 3])
+def test_interpolation_on_axes_is_ndimage_interpolation_on_tensor_grids(order):
+    """Each block is the image's spline at rows x its columns, as map_coordinates gives it (prefiltered
+    coefficients for cubic), NaN spreading only over the supports that hold a NaN pixel."""
+    images = np.stack([_frame(3), _frame(4)])
+    if order == 3:
+        images = np.stack([ndimage.spline_filter(image, order=3, mode="nearest") for image in images])
+    images[1, 9, 14] = np.nan
+    rows = 2.0 + 0.93 * np.arange(17) + 0.01
+    columns = [3.3 + 1.07 * np.arange(12), 8.6 + 0.91 * np.arange(9)]
+    blocks = sampling.interpolate_on_axes(images, rows, columns, [0, 1], order)
+    for k, x, block in zip([0, 1], columns, blocks, strict=True):
+        yy, xx = np.meshgrid(rows, x, indexing="ij")
+        expected = ndimage.map_coordinates(images[k], [yy, xx], order=order, prefilter=False, mode="nearest")
+        assert block.shape == (rows.size, x.size)
+        np.testing.assert_array_equal(np.isnan(block), np.isnan(expected))
+        np.testing.assert_allclose(block[np.isfinite(block)], expected[np.isfinite(block)], atol=1e-12)
+    assert np.isnan(blocks[1]).any() and np.isfinite(blocks[1]).mean() > 0.8
