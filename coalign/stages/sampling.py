@@ -48,34 +48,42 @@ def prepare_frames(frames) -> SplineFrames:
     """Prefilter frames for repeated cubic sampling (holes filled with the mean, masks kept apart).
 
     Sampling prepared frames with `sample_reference` gives the same values as sampling the raw frames
-    with ``order=3``, without recomputing the spline coefficients at every call.
+    with ``order=3``, without recomputing the spline coefficients at every call. Only the region within
+    `SPLINE_MARGIN` of each frame's valid pixels is filtered: a valid sample never reads beyond it, and
+    the coefficients there are left at zero (a synthetic-raster frame is valid over a band of columns,
+    so most of each frame is never touched).
     """
     frames = np.asarray(frames, dtype=float)
     frames = frames[None] if frames.ndim == 2 else frames
     valid = np.isfinite(frames)
     n, ny, nx = frames.shape
-    coefficients = np.empty((n, ny + 2 * SPLINE_PAD, nx + 2 * SPLINE_PAD))
+    coefficients = np.zeros((n, ny + 2 * SPLINE_PAD, nx + 2 * SPLINE_PAD))
+    masks = np.zeros(frames.shape, dtype=np.float32)
     valid_rows, valid_columns = valid.any(axis=2), valid.any(axis=1)
     for k, frame in enumerate(frames):
         if not valid_rows[k].any():
             coefficients[k] = np.nan
             continue
-        # Away from its valid region the filled frame is constant: only the region within SPLINE_MARGIN
-        # of it is filtered, the fill stands for the coefficients beyond (never read by a valid sample).
-        # Same edge treatment as map_coordinates(mode="nearest", prefilter=True): the frame is padded by
-        # the spline support (indices clipped).
+        # Within the region the frame's holes and surroundings take the mean of its valid pixels, as the
+        # whole filled frame would; beyond the frame, the edge treatment of
+        # map_coordinates(mode="nearest", prefilter=True): the frame padded by repeating its edge.
         (y0, y1), (x0, x1) = _span(valid_rows[k]), _span(valid_columns[k])
-        inner = frame[max(y0, 0) : y1, max(x0, 0) : x1]
-        fill = float(inner[np.isfinite(inner)].mean())
-        region = frame[np.clip(np.arange(y0, y1), 0, ny - 1)[:, None], np.clip(np.arange(x0, x1), 0, nx - 1)]
-        coefficients[k] = fill
+        rows, columns = slice(max(y0, 0), min(y1, ny)), slice(max(x0, 0), min(x1, nx))
+        inner, inner_valid = frame[rows, columns], valid[k, rows, columns]
+        fill = float(inner[inner_valid].mean())
+        region = np.pad(
+            np.where(inner_valid, inner, fill),
+            ((rows.start - y0, y1 - rows.stop), (columns.start - x0, x1 - columns.stop)),
+            mode="edge",
+        )
         ndimage.spline_filter(
-            np.where(np.isfinite(region), region, fill),
+            region,
             order=3,
             mode="nearest",
             output=coefficients[k, y0 + SPLINE_PAD : y1 + SPLINE_PAD, x0 + SPLINE_PAD : x1 + SPLINE_PAD],
         )
-    return SplineFrames(coefficients, valid.astype(np.float32))
+        masks[k, rows, columns] = inner_valid
+    return SplineFrames(coefficients, masks)
 
 
 def _span(any_valid) -> tuple[int, int]:
