@@ -1,5 +1,6 @@
 """Read targets, references and their times from files (sunpy Maps)."""
 
+import errno
 import os
 import re
 import warnings
@@ -105,6 +106,13 @@ def _read_with_astropy(path: Path) -> tuple[np.ndarray, dict, dict]:
         fits.verify.VerifyWarning,
         AstropyUserWarning,  # the truncation warning, made an error above
     ) as error:
+        if getattr(error, "errno", None) == errno.EMFILE:
+            raise OSError(
+                errno.EMFILE,
+                f"cannot open {path}: too many open files. Each map read keeps its file mapped (one "
+                "descriptor) while its data is in use; raise the limit (ulimit -n) or work on fewer "
+                "maps at a time",
+            ) from error
         raise OSError(
             f"cannot read {path} as FITS ({error}); the file may be truncated or corrupt"
         ) from error

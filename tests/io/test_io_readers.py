@@ -73,6 +73,19 @@ def test_edits_of_the_data_never_reach_the_file(tmp_path):
     assert path.read_bytes() == before
 
 
+def test_running_out_of_file_descriptors_names_the_limit(monkeypatch):
+    """Mapped data keeps a descriptor per map: hitting the limit says so instead of blaming the file."""
+    import errno
+
+    def no_descriptor_left(*args, **kwargs):
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(fits, "open", no_descriptor_left)
+    with pytest.raises(OSError, match=r"too many open files.*ulimit -n") as caught:
+        read_map(sample_reference_files()[0])
+    assert caught.value.errno == errno.EMFILE
+
+
 def test_file_without_celestial_wcs_raises(tmp_path):
     plain = tmp_path / "plain.fits"
     fits.PrimaryHDU(np.ones((8, 8))).writeto(plain)
