@@ -243,7 +243,7 @@ def run_phase(
         target_data = clip_percentiles(target_data, params.clip_percentiles)
         # One pair of levels for the whole sequence: each frame may hold only the band of columns it
         # serves, and per-frame levels would then differ from band to band.
-        frames = clip_percentiles(frames, params.clip_percentiles)
+        frames = clip_percentiles(frames, params.clip_percentiles, out=frames)  # the stack is ours
     score_fn = partial(
         correlate,
         target_data,

@@ -242,3 +242,14 @@ def test_bin_wcs_cd_matrix(factor):
         rtol=0,
         atol=1e-10,
     )
+
+
+def test_clip_percentiles_in_place_clips_the_given_array():
+    """``out=image`` clips a float stack in place, with the levels of the whole stack."""
+    stack = np.stack([np.arange(101.0), np.full(101, np.nan)])
+    expected = clip_percentiles(stack, (10, 90))
+    out = clip_percentiles(stack, (10, 90), out=stack)
+    assert out is stack
+    np.testing.assert_array_equal(stack, expected)
+    empty = np.full((2, 2), np.nan)
+    assert clip_percentiles(empty, out=empty) is empty and np.isnan(empty).all()
