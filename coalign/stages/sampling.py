@@ -1,5 +1,6 @@
 """Sample reference frames at the positions a corrected target pixel grid sees."""
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -204,7 +205,13 @@ def _separable_setup(matrix, offset, shape, per_frame) -> _SeparableSetup:
     return _SeparableSetup(rows, blocks, x_positions)
 
 
-def interpolate_on_axes(images, rows, column_positions, frames, order: int) -> list[np.ndarray]:
+def interpolate_on_axes(
+    images: np.ndarray,
+    rows: np.ndarray,
+    column_positions: Sequence[np.ndarray],
+    frames: Sequence[int],
+    order: int,
+) -> list[np.ndarray]:
     """Spline values of ``order`` (1 or 3) on tensor grids: for each block ``b``, image ``frames[b]`` at
     rows ``rows`` times columns ``column_positions[b]`` (pixel positions, ``(len(rows), len(columns))``).
 
@@ -238,7 +245,7 @@ def _interpolate_blocks(images, setup: _SeparableSetup, order: int, pad: int = 0
     )
 
 
-def inside(positions, n: int) -> np.ndarray:
+def inside(positions: np.ndarray, n: int) -> np.ndarray:
     """Whether positions lie within ``[0, n - 1]`` (to rounding), where linear interpolation with a
     constant ``cval`` reads no pixel outside an image of ``n`` pixels."""
     return (positions >= -1e-9) & (positions <= n - 1 + 1e-9)
