@@ -54,11 +54,14 @@ class PhaseParams:
         Allowed range of ``sx`` and ``sy``.
     scale_step, min_scale_step : float
         Initial and final step of the scale search.
-    scale_grid_square_bins : bool
-        With the FFT strategy, run the scale grid on target rows binned towards square pixels (by
-        ``floor(pixel_x / pixel_y)`` when that is at least 2, e.g. 3 for a SPICE raster of 4″ × 1.1″
-        pixels). It only seeds the search: the shift is then searched again, and refined jointly with
-        the scale, at full resolution.
+    square_bins : bool
+        Search on target rows binned towards square pixels, by `~coalign.stages.binning.square_bin_factor`
+        (``floor(pixel_x / pixel_y)`` when that is at least 2, e.g. 3 for a SPICE raster of 4″ × 1.1″
+        pixels): the references are resampled onto the binned grid, and the whole search (any
+        strategy: scale grid, shift, refinement and its errors) runs there. Rows several times finer
+        than the columns (and than the reference's pixels) add samples but little information, and the
+        search costs about ``1 / factor`` as much. The correction is in world units, whatever the
+        binning. Off by default; on in `SYNTHETIC_RASTER`.
     fit_roll : bool
         Search the roll too (``strategy="fft"`` only): a grid over ``roll_range_deg`` at
         ``roll_step_deg`` after the scale grid, then a joint refinement of shift, scale and roll.
@@ -97,7 +100,7 @@ class PhaseParams:
     scale_range: tuple[float, float] = (0.95, 1.05)
     scale_step: float = 0.01
     min_scale_step: float = 2e-4
-    scale_grid_square_bins: bool = True
+    square_bins: bool = False
     fit_roll: bool = False
     roll_range_deg: tuple[float, float] = (-1.0, 1.0)
     roll_step_deg: float = 0.1
@@ -243,4 +246,5 @@ SYNTHETIC_RASTER = PhaseParams(
     min_scale_step=1e-4,
     min_overlap_fraction=0.5,
     plateau_iters=4,
+    square_bins=True,
 )

@@ -37,7 +37,14 @@ from coalign.params import (
     SyntheticParams,
 )
 from coalign.results import AlignmentResult, PhaseResult
-from coalign.stages.binning import auto_kernel_arcsec, bin_to_kernel, clip_percentiles
+from coalign.stages.binning import (
+    auto_kernel_arcsec,
+    bin_image,
+    bin_to_kernel,
+    bin_wcs,
+    clip_percentiles,
+    square_bin_factor,
+)
 from coalign.stages.correlate import correlate
 from coalign.stages.fft_search import fft_search, frame_bands, offset_window
 from coalign.stages.refine import uncertainty
@@ -194,6 +201,9 @@ def run_phase(
                 "binning a target with per-column times is not supported; use the synthetic-raster "
                 "phase at full resolution (bin_kernel_arcsec=None)"
             )
+    factor = square_bin_factor(target_wcs, target_data.shape[0]) if params.square_bins else 1
+    if factor > 1:  # rows much finer than columns: ~square bins (columns, and their times, are kept)
+        target_data, target_wcs = bin_image(target_data, (factor, 1)), bin_wcs(target_wcs, (factor, 1))
     grid = grid_from_wcs(target_wcs)
     reach = (abs(start.dx) + params.shift_range_arcsec[0], abs(start.dy) + params.shift_range_arcsec[1])
     scale_range = (

@@ -6,7 +6,19 @@ import numpy as np
 from coalign.exceptions import ShapeError
 from coalign.transform import grid_from_wcs
 
-__all__ = ["auto_kernel_arcsec", "bin_factors", "bin_image", "bin_to_kernel", "bin_wcs", "clip_percentiles"]
+__all__ = [
+    "MIN_SQUARE_BIN_ROWS",
+    "auto_kernel_arcsec",
+    "bin_factors",
+    "bin_image",
+    "bin_to_kernel",
+    "bin_wcs",
+    "clip_percentiles",
+    "square_bin_factor",
+]
+
+#: Binning rows towards square pixels (`square_bin_factor`) keeps at least this many rows.
+MIN_SQUARE_BIN_ROWS = 32
 
 
 def _factor_pair(factor) -> tuple[int, int]:
@@ -132,6 +144,26 @@ def bin_to_kernel(image, wcs, kernel_arcsec):
     """
     factor = bin_factors(wcs, kernel_arcsec)
     return bin_image(image, factor), bin_wcs(wcs, factor)
+
+
+def square_bin_factor(wcs, n_rows: int) -> int:
+    """Rows per bin that make a WCS's pixels about square: ``floor(pixel_x / pixel_y)``, or 1.
+
+    1 when rows are not at least twice finer than columns, or when fewer than `MIN_SQUARE_BIN_ROWS`
+    binned rows would remain. Pixel sizes are the norms of the pixel-to-world matrix's columns, so a
+    rotated grid is measured along its own axes.
+
+    Examples
+    --------
+    >>> from astropy.wcs import WCS
+    >>> w = WCS(naxis=2); w.wcs.ctype = ["HPLN-TAN", "HPLT-TAN"]; w.wcs.cunit = ["arcsec"] * 2
+    >>> w.wcs.cdelt = [4.0, 1.1]  # a SPICE raster: 4" steps, 1.1" rows
+    >>> square_bin_factor(w, 800)
+    3
+    """
+    pixel_x, pixel_y = grid_from_wcs(wcs).pixel_scale
+    factor = int(np.floor(pixel_x / pixel_y + 1e-9))
+    return factor if factor >= 2 and n_rows // factor >= MIN_SQUARE_BIN_ROWS else 1
 
 
 def auto_kernel_arcsec(wcs, shape, *, max_kernel_arcsec=20.0, min_bins=24) -> float:

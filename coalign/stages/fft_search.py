@@ -8,7 +8,6 @@ from scipy import ndimage
 
 from coalign.params import PhaseParams
 from coalign.results import SearchResult
-from coalign.stages.binning import bin_image
 from coalign.stages.fft_ncc import TargetSpectra, ncc_surface_from_spectra, target_spectra
 from coalign.stages.refine import refine
 from coalign.stages.sampling import FramePlan, inside, interpolate_on_axes, prepare_frames
@@ -18,11 +17,9 @@ __all__ = [
     "AMBIGUOUS_RATIO",
     "WEAK_SCORE",
     "ShiftPeak",
-    "bin_rows",
     "fft_search",
     "offset_window",
     "quadratic_peak",
-    "row_binning_factor",
     "scaled_frames",
     "secondary_peak_ratio",
 ]
@@ -228,52 +225,6 @@ def _best_shift(
     return ShiftPeak(Transform(dx, dy, sx, sy, roll), float(masked[iy, ix]), edge, ratio)
 
 
-#: The scale grid keeps at least this many rows when binning them towards square pixels.
-MIN_GRID_ROWS = 32
-
-
-def row_binning_factor(grid: TargetGrid, n_rows: int) -> int:
-    """Rows per bin that make the target's pixels about square: ``floor(pixel_x / pixel_y)``, or 1.
-
-    1 when rows are not at least twice finer than columns, or when fewer than `MIN_GRID_ROWS` binned
-    rows would remain.
-
-    Examples
-    --------
-    >>> row_binning_factor(TargetGrid((0.0, 0.0), ((4.0, 0.0), (0.0, 1.1))), 800)
-    3
-    """
-    pixel_x, pixel_y = grid.pixel_scale
-    factor = int(np.floor(pixel_x / pixel_y + 1e-9))
-    return factor if factor >= 2 and n_rows // factor >= MIN_GRID_ROWS else 1
-
-
-def bin_rows(target, frames, grid: TargetGrid, factor: int):
-    """Target, padded frames and grid with rows mean-binned by ``factor`` (NaN-aware), kept in register.
-
-    The frames lose ``pad_y % factor`` rows on top so that target and frame bins cover the same sky,
-    and are cut to ``ny // factor + 2 pad_y // factor`` rows.
-    """
-    pad_y, pad_x = grid.pad
-    drop = pad_y % factor
-    binned_target = bin_image(target, (factor, 1))
-    binned_pad = (pad_y - drop) // factor
-    n_rows = binned_target.shape[0] + 2 * binned_pad
-    # Columns bin independently: only those holding valid pixels (a band per synthetic-raster frame).
-    binned_frames = np.full(
-        (len(frames), min(n_rows, (frames.shape[1] - drop) // factor), frames.shape[2]), np.nan
-    )
-    for frame, binned in zip(frames, binned_frames, strict=True):
-        used = np.flatnonzero(np.isfinite(frame).any(axis=0))
-        if used.size:
-            columns = slice(used[0], used[-1] + 1)
-            binned[:, columns] = bin_image(frame[drop:, columns], (factor, 1))[: len(binned)]
-    matrix = np.asarray(grid.matrix) @ np.diag([1.0, factor])
-    crpix = (grid.crpix[0], (grid.crpix[1] + 0.5) / factor - 0.5)
-    binned_grid = TargetGrid(crpix, tuple(map(tuple, matrix)), (binned_pad, pad_x))
-    return binned_target, binned_frames, binned_grid
-
-
 def _scale_axis(low, high, step, centre):
     values = np.arange(centre - np.floor((centre - low) / step) * step, high + 1e-12, step)
     return values[(values >= low - 1e-12) & (values <= high + 1e-12)]
@@ -295,11 +246,9 @@ def fft_search(
        FFT scores every integer shift within ``params.shift_range_arcsec`` of ``start``; a parabola
        through the peak's neighbours gives the sub-pixel shift. Scale candidates are scored through
        ``map_fn``: a 1-D grid on ``sx``, then on ``sy``, at ``params.scale_step``, each scored coarse to
-       fine (every other value, then the neighbours of the best; `_grid_peaks`). The target's spectra
-       are computed once for all of them. When rows are much finer than columns (a SPICE raster) and
-       ``params.scale_grid_square_bins``, the grid runs on rows binned towards square pixels
-       (`row_binning_factor`, `bin_rows`), in single precision (it only places the scale), and the
-       shift is searched again at full resolution at the grid's best scale.
+       fine (every other value, then the neighbours of the best; `_grid_peaks`), in single precision
+       (the grid only places the scale); then the shift is searched again, in double precision, at the
+       scale at the vertex of the grid's scores.
        With ``params.fit_roll``, a grid over the roll (``params.roll_range_deg`` at
        ``params.roll_step_deg``) follows, at the best scale.
     2. The best candidate is refined jointly in shift (and scale, and roll) on the exact metric (cubic
@@ -312,24 +261,17 @@ def fft_search(
     """
     frames = np.asarray(frames, dtype=float)
     frames = frames[None] if frames.ndim == 2 else frames
-    full_resolution = (target, frames, grid)
-    n_eval = 0
+    n_eval = 1
     linear_start = (start.sx, start.sy, start.roll)  # the grid's best scale and roll (vertices)
-    peaks = []
-    factor = 1
     if params.fit_scale or params.fit_roll:
-        factor = row_binning_factor(grid, target.shape[0]) if params.scale_grid_square_bins else 1
-        problem = bin_rows(target, frames, grid, factor) if factor > 1 else full_resolution
-        # On binned rows the grid only places the scale (vertex of its scores): single precision will do.
-        grid_best_at = _shift_scorer(*problem, start, params, plan, np.float32 if factor > 1 else np.float64)
-        peaks, linear_start = _scale_and_roll_grids(grid_best_at, start, params, map_fn)
-        n_eval += len(peaks)
-        del grid_best_at, problem
-    if factor > 1 or not peaks:  # the shift at full resolution, at the grid's best scale and roll
-        best_at = _shift_scorer(*full_resolution, start, params, plan)
-        peaks = [best_at(sx=linear_start[0], sy=linear_start[1], roll=linear_start[2])]
-        n_eval += 1
-    peak = max(peaks, key=lambda p: _key(p.score))
+        # The grid only places the scale and roll (vertices of its scores): single precision will do.
+        grid_best_at = _shift_scorer(target, frames, grid, start, params, plan, np.float32)
+        grid_peaks, linear_start = _scale_and_roll_grids(grid_best_at, start, params, map_fn)
+        n_eval += len(grid_peaks)
+        del grid_best_at
+    # The shift in double precision, at the grid's best scale and roll.
+    best_at = _shift_scorer(target, frames, grid, start, params, plan)
+    peak = best_at(sx=linear_start[0], sy=linear_start[1], roll=linear_start[2])
     if not np.isfinite(peak.score):
         return SearchResult(start, float("nan"), n_eval, (), "no shift had enough overlap")
     history = ((peak.transform, peak.score),)

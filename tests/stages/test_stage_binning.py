@@ -15,6 +15,7 @@ from coalign.stages.binning import (
     bin_to_kernel,
     bin_wcs,
     clip_percentiles,
+    square_bin_factor,
 )
 
 # --------------------------------------------------------------------------------------------------
@@ -253,3 +254,49 @@ def test_clip_percentiles_in_place_clips_the_given_array():
     np.testing.assert_array_equal(stack, expected)
     empty = np.full((2, 2), np.nan)
     assert clip_percentiles(empty, out=empty) is empty and np.isnan(empty).all()
+
+
+# --------------------------------------------------------------------------------------------------
+# square_bin_factor
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cdelt", "pc", "rows", "factor"),
+    [
+        ((4.0, 1.1), ((1, 0), (0, 1)), 800, 3),  # SPICE raster: 4" steps, 1.1" rows
+        ((2.0, 1.67), ((1, 0), (0, 1)), 800, 1),  # nearly square
+        ((4.0, 1.1), ((1, 0), (0, 1)), 60, 1),  # too few rows left after binning
+        ((1.1, 4.0), ((0, -1), (1, 0)), 800, 3),  # rotated by 90 degrees: pixel sizes along the grid's axes
+        ((0.35, 0.1663), ((1, 0), (0, 1)), 548, 2),  # IRIS raster: 0.35" steps, 0.166" rows
+    ],
+)
+def test_square_bin_factor(cdelt, pc, rows, factor):
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["HPLN-TAN", "HPLT-TAN"]
+    wcs.wcs.cunit = ["arcsec", "arcsec"]
+    wcs.wcs.cdelt = cdelt
+    wcs.wcs.pc = pc
+    assert square_bin_factor(wcs, rows) == factor
+
+
+def test_square_bins_are_square_and_in_register():
+    """Rows binned by the factor give ~square pixels, and every binned pixel sits (in intermediate world
+    coordinates, linear in pixels) at the mean of the rows it holds."""
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["HPLN-TAN", "HPLT-TAN"]
+    wcs.wcs.cunit = ["arcsec", "arcsec"]
+    wcs.wcs.cdelt = [4.0, 1.1]
+    wcs.wcs.crpix = [96.5, 400.5]
+    wcs.wcs.set()
+    factor = square_bin_factor(wcs, 800)
+    binned = bin_wcs(wcs, (factor, 1))
+    assert np.abs(binned.pixel_scale_matrix * 3600).max(axis=0) == pytest.approx([4.0, 3.3])
+    x, y = np.meshgrid(np.arange(0, 192, 17.0), np.arange(0, 266, 13.0))
+    rows = y[..., None] * factor + np.arange(factor)  # the full-resolution rows of each binned row
+
+    def intermediate(w, px, py):
+        return w.wcs.p2s(np.column_stack([px.ravel(), py.ravel()]), 0)["imgcrd"]
+
+    full = intermediate(wcs, np.repeat(x[..., None], factor, -1), rows).reshape(*rows.shape, 2)
+    np.testing.assert_allclose(intermediate(binned, x, y), full.mean(axis=-2).reshape(-1, 2), atol=1e-12)

@@ -5,15 +5,12 @@ import pytest
 from scipy import ndimage
 
 from coalign import PhaseParams, Transform, sample_reference
-from coalign.stages.fft_ncc import ncc_surface
 from coalign.stages.fft_search import (
     ShiftPeak,
     _grid_peaks,
     _scores,
     _vertex,
-    bin_rows,
     fft_search,
-    row_binning_factor,
     scaled_frames,
 )
 from coalign.transform import TargetGrid, pixel_mapping
@@ -101,41 +98,6 @@ def test_axis_aligned_scaled_frames_match_affine_transform():
     np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
     np.testing.assert_allclose(got[np.isfinite(got)], expected[np.isfinite(got)], atol=1e-13)
     assert np.isnan(got[0]).mean() < 0.6
-
-
-@pytest.mark.parametrize(
-    ("matrix", "rows", "factor"),
-    [
-        (((4.0, 0.0), (0.0, 1.1)), 800, 3),  # SPICE raster: 4" steps, 1.1" rows
-        (((2.0, 0.0), (0.0, 1.67)), 800, 1),  # nearly square
-        (((4.0, 0.0), (0.0, 1.1)), 60, 1),  # too few rows left after binning
-        (((0.0, -1.1), (4.0, 0.0)), 800, 3),  # rotated by 90 degrees: pixel sizes are column norms
-    ],
-)
-def test_row_binning_factor(matrix, rows, factor):
-    assert row_binning_factor(TargetGrid((0.0, 0.0), matrix), rows) == factor
-
-
-@pytest.mark.parametrize("pad_y", [12, 13, 14])
-def test_binned_rows_stay_in_register(pad_y):
-    """After binning rows by 3 the NCC peak of a known shift sits at the binned shift, whatever pad_y % 3,
-    and the binned grid maps that offset to the same correction in arcsec."""
-    grid = TargetGrid((24.5, 29.5), ((3.0, 0.0), (0.0, 1.0)), (pad_y, 6))
-    rng = np.random.default_rng(7)
-    frame = ndimage.gaussian_filter(rng.normal(size=(60 + 2 * pad_y, 50 + 12)), (6, 2))
-    shift_rows, shift_cols = 6, 2  # the target sees the frame moved by 6 rows and 2 columns
-    target = frame[pad_y + shift_rows : pad_y + shift_rows + 60, 6 + shift_cols : 6 + shift_cols + 50]
-    binned_target, binned_frames, binned_grid = bin_rows(target, frame[None], grid, 3)
-    assert binned_target.shape == (20, 50)
-    assert binned_frames.shape[1] == 20 + 2 * binned_grid.pad[0]
-    surface = ncc_surface(binned_target, binned_frames[0])
-    iy, ix = np.unravel_index(np.nanargmax(surface), surface.shape)
-    assert (iy - binned_grid.pad[0], ix - binned_grid.pad[1]) == (shift_rows // 3, shift_cols)
-    offset_arcsec = np.asarray(binned_grid.matrix) @ [ix - binned_grid.pad[1], iy - binned_grid.pad[0]]
-    np.testing.assert_allclose(offset_arcsec, np.asarray(grid.matrix) @ [shift_cols, shift_rows])
-    # The binned reference pixel is the same sky position as the full one.
-    centre_row = binned_grid.crpix[1] * 3 + 1.0
-    assert centre_row == pytest.approx(grid.crpix[1])
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 10, 11])
