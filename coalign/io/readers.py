@@ -83,7 +83,7 @@ def read_map(path: str | os.PathLike) -> sunpy.map.GenericMap:
 
 
 def _read_with_astropy(path: Path) -> tuple[np.ndarray, dict, dict]:
-    """Data, meta and key comments of the first 2-D image HDU, the whole file verified by astropy."""
+    """Data, meta and key comments of the first 2-D image HDU; every card of its header parsed."""
     try:
         with warnings.catch_warnings():
             # Header nits astropy can live with (e.g. BLANK on float data) are not errors; truncation is.
@@ -91,13 +91,14 @@ def _read_with_astropy(path: Path) -> tuple[np.ndarray, dict, dict]:
             warnings.filterwarnings("error", message=".*truncated")
             hdul = fits.open(path, memmap=True)
         with hdul:
-            hdul.verify("exception")
             image = next((h for h in hdul if h.is_image and h.header.get("NAXIS", 0) >= 2), None)
             # Uncompressed, unscaled data stays memory-mapped (copy-on-write: edits never reach the
             # file) and outlives the closed file; only the pages a caller touches are read. A short
             # file was caught at open (the truncation warning); compressed data is decompressed here.
-            # The header is taken after the data so that applied BSCALE/BZERO are gone from it.
+            # The header is taken after the data so that applied BSCALE/BZERO are gone from it, and every
+            # card of it is parsed: an unparsable card raises here.
             data = None if image is None else image.data
+            meta = None if image is None else _header_meta(image.header)
     except (
         OSError,
         ValueError,
@@ -118,7 +119,7 @@ def _read_with_astropy(path: Path) -> tuple[np.ndarray, dict, dict]:
         ) from error
     if image is None:
         raise WCSError(f"{path} holds no 2-D image HDU")
-    return data, *_header_meta(image.header)
+    return data, *meta
 
 
 def _header_meta(header: fits.Header) -> tuple[dict, dict]:

@@ -233,3 +233,15 @@ def test_read_map_history_is_text_and_the_wcs_follows_meta_edits():
     crval1 = smap.wcs.wcs.crval[0]
     smap.meta["crval1"] += 36
     assert smap.wcs.wcs.crval[0] == pytest.approx(crval1 + 0.01)
+
+
+def test_unparsable_card_raises_naming_the_file(tmp_path):
+    """A header card whose value cannot be parsed (a string without its closing quote) is an OSError that
+    names the file, not an astropy error from deep inside a later stage."""
+    path = tmp_path / "garbled.fits"
+    raw = bytearray(sample_reference_files()[0].read_bytes())
+    start = raw.index(b"TELESCOP=")
+    raw[start : start + 80] = b"TELESCOP= 'IRIS".ljust(80)
+    path.write_bytes(bytes(raw))
+    with pytest.raises(OSError, match=r"garbled\.fits"):
+        read_map(path)
