@@ -39,8 +39,8 @@ from coalign.params import (
 from coalign.results import AlignmentResult, PhaseResult
 from coalign.stages.binning import (
     auto_kernel_arcsec,
+    bin_factors,
     bin_image,
-    bin_to_kernel,
     bin_wcs,
     clip_percentiles,
     square_bin_factor,
@@ -194,13 +194,15 @@ def run_phase(
             max_kernel_arcsec=AUTO_KERNEL_MAX_ARCSEC,
             min_bins=AUTO_KERNEL_MIN_BINS,
         )
+    kernel_factor, native_wcs = None, target_wcs
     if kernel is not None:
-        target_data, target_wcs = bin_to_kernel(target_data, target_wcs, kernel)
         if plan_columns is not None:
             raise ShapeError(
                 "binning a target with per-column times is not supported; use the synthetic-raster "
                 "phase at full resolution (bin_kernel_arcsec=None)"
             )
+        kernel_factor = bin_factors(target_wcs, kernel)
+        target_data, target_wcs = bin_image(target_data, kernel_factor), bin_wcs(target_wcs, kernel_factor)
     factor = square_bin_factor(target_wcs, target_data.shape[0]) if params.square_bins else 1
     if factor > 1:  # rows much finer than columns: ~square bins (columns, and their times, are kept)
         target_data, target_wcs = bin_image(target_data, (factor, 1)), bin_wcs(target_wcs, (factor, 1))
@@ -237,18 +239,17 @@ def run_phase(
     padded_width = target_data.shape[1] + 2 * pad[1]
     bands = frame_bands(plan, len(references), target_data.shape[1], padded_width)
     rows, columns = reachable_region(grid, target_data.shape, start, params, scale_range, roll_range)
-    checked = [_checked_image(ref, "reference", as_float=kernel is not None) for ref in references]
-    if kernel is not None:
-        checked = [bin_to_kernel(data, wcs, kernel) for data, wcs in checked]
-    frames = reproject_frames(
-        checked,
-        target_wcs,
-        target_data.shape,
-        pad=pad,
-        columns=[(max(band[0], columns[0]), min(band[1], columns[1])) for band in bands],
-        rows=rows,
-        rotate_to=rotate_to,
-    )
+    checked = [_checked_image(ref, "reference", as_float=False) for ref in references]
+    region = {
+        "pad": pad,
+        "columns": [(max(band[0], columns[0]), min(band[1], columns[1])) for band in bands],
+        "rows": rows,
+        "rotate_to": rotate_to,
+    }
+    if kernel_factor is None:
+        frames = reproject_frames(checked, target_wcs, target_data.shape, **region)
+    else:
+        frames = reproject_and_bin(checked, native_wcs, target_data.shape, kernel_factor, **region)
     if params.clip_percentiles is not None:
         target_data = clip_percentiles(target_data, params.clip_percentiles)
         # One pair of levels for the whole sequence: each frame may hold only the band of columns it
@@ -309,6 +310,30 @@ def run_phase(
         sigma=result.sigma,
         flags=result.flags,
     )
+
+
+def reproject_and_bin(
+    references, native_wcs, binned_shape, factor, *, pad, columns, rows, rotate_to
+) -> np.ndarray:
+    """References resampled onto a binned target's padded grid, block-averaged as the target was.
+
+    Each reference is resampled at the target's native resolution over the native pixels of the binned
+    grid's region (``pad``, ``columns`` and ``rows`` are in bins), then binned by ``factor`` with
+    `~coalign.stages.binning.bin_image`: every reference bin averages the same sky as the target bin it
+    is compared with, and only the part of each reference under the region is read (not a whole
+    full-disc image binned first).
+    """
+    fy, fx = factor
+    native = reproject_frames(
+        references,
+        native_wcs,
+        (binned_shape[0] * fy, binned_shape[1] * fx),
+        pad=(pad[0] * fy, pad[1] * fx),
+        columns=[(start * fx, stop * fx) for start, stop in columns],
+        rows=(rows[0] * fy, rows[1] * fy),
+        rotate_to=rotate_to,
+    )
+    return np.stack([bin_image(frame, factor) for frame in native])
 
 
 #: Pixels resampled beyond the offsets a search can reach (interpolation support of the refinement).

@@ -28,6 +28,9 @@ from coalign import (
     synthetic_raster_phase,
     three_phase_alignment,
 )
+from coalign.pipelines.phases import reproject_and_bin
+from coalign.stages.binning import bin_wcs
+from coalign.stages.reproject import padded_wcs
 from tests.sample import sample
 
 CASES = [
@@ -148,3 +151,45 @@ def test_sequence_not_covering_raster_raises():
 def test_bad_bin_kernel_raises(kernel):
     with pytest.raises(ValueError, match="bin_kernel_arcsec must be a positive angle"):
         replace(BINNED, bin_kernel_arcsec=kernel)
+
+
+def test_reproject_and_bin_averages_the_sky_of_each_target_bin():
+    """A reference that is a linear function of the sky keeps it through resampling and block averaging:
+    each bin of the result holds the function at its own centre on the binned padded grid (an off-by-one
+    in the pad, the rows or the columns scaled to native pixels would move it by a whole bin)."""
+    raster, _, _, reference = sample()
+
+    def function(coords):
+        return 2.0 * coords.Tx.to_value("arcsec") - 0.5 * coords.Ty.to_value("arcsec")
+
+    yy, xx = np.mgrid[0 : reference.data.shape[0], 0 : reference.data.shape[1]]
+    linear = sunpy.map.Map(function(reference.wcs.pixel_to_world(xx, yy)), reference.meta)
+    factor, pad, rows, columns = (5, 2), (3, 4), (1, 22), [(2, 41)]
+    target_wcs = raster.wcs.celestial
+    binned_shape = (raster.data.shape[0] // 5, raster.data.shape[1] // 2)
+    out = reproject_and_bin(
+        [(linear.data, linear.wcs)],
+        target_wcs,
+        binned_shape,
+        factor,
+        pad=pad,
+        columns=columns,
+        rows=rows,
+        rotate_to=[None],
+    )[0]
+    binned, _ = padded_wcs(bin_wcs(target_wcs, factor), binned_shape, pad)
+    by, bx = np.mgrid[0 : out.shape[0], 0 : out.shape[1]]
+    expected = function(binned.pixel_to_world(bx, by).transform_to(linear.coordinate_frame))
+    inside = np.zeros(out.shape, bool)
+    inside[rows[0] : rows[1], columns[0][0] : columns[0][1]] = True
+    assert np.isnan(out[~inside]).all()
+    # Bins whose native pixels all fall inside the reference (at its edge a bin averages its covered part).
+    native_shape = (binned_shape[0] * 5, binned_shape[1] * 2)
+    native, _ = padded_wcs(target_wcs, native_shape, (pad[0] * 5, pad[1] * 2))
+    ny, nx = np.multiply(out.shape, factor)
+    ry, rx = np.mgrid[0:ny, 0:nx]
+    px, py = linear.wcs.world_to_pixel(native.pixel_to_world(rx, ry).transform_to(linear.coordinate_frame))
+    within = (px >= 0) & (px <= linear.data.shape[1] - 1) & (py >= 0) & (py <= linear.data.shape[0] - 1)
+    whole = within.reshape(out.shape[0], 5, out.shape[1], 2).all(axis=(1, 3)) & inside
+    assert whole.sum() > 0.8 * inside.sum()
+    np.testing.assert_allclose(out[whole], expected[whole], atol=0.01)
