@@ -58,12 +58,13 @@ from coalign.pipelines.phases import (
     ImageWithWCS,
     binned_phase,
     one_map_phase,
+    reproject_and_bin,
     run_phase,
     synthetic_raster_phase,
     three_phase_alignment,
 )
 from coalign.results import FLAGS, AlignmentResult, PhaseResult, SearchResult
-from coalign.stages.binning import bin_image, bin_to_kernel, bin_wcs, clip_percentiles
+from coalign.stages.binning import bin_image, bin_to_kernel, bin_wcs, clip_percentiles, square_bin_factor
 from coalign.stages.correlate import correlate, correlation_for_params, pearson
 from coalign.stages.fft_search import fft_search
 from coalign.stages.refine import refine, uncertainty
@@ -143,6 +144,7 @@ __all__ = [
     "refine",
     "register_cubes",
     "register_images",
+    "reproject_and_bin",
     "reproject_frames",
     "reproject_image",
     "run_batch",
@@ -155,6 +157,7 @@ __all__ = [
     "shift_image",
     "spice_column_times",
     "spice_windows",
+    "square_bin_factor",
     "synthetic_raster_phase",
     "three_phase_alignment",
     "uncertainty",

@@ -58,6 +58,7 @@ __all__ = [
     "ImageWithWCS",
     "binned_phase",
     "one_map_phase",
+    "reproject_and_bin",
     "run_phase",
     "synthetic_raster_phase",
     "three_phase_alignment",
@@ -313,15 +314,40 @@ def run_phase(
 
 
 def reproject_and_bin(
-    references, native_wcs, binned_shape, factor, *, pad, columns, rows, rotate_to
+    references,
+    native_wcs,
+    binned_shape: tuple[int, int],
+    factor: tuple[int, int],
+    *,
+    pad: tuple[int, int],
+    columns,
+    rows: tuple[int, int],
+    rotate_to,
 ) -> np.ndarray:
     """References resampled onto a binned target's padded grid, block-averaged as the target was.
 
     Each reference is resampled at the target's native resolution over the native pixels of the binned
-    grid's region (``pad``, ``columns`` and ``rows`` are in bins), then binned by ``factor`` with
-    `~coalign.stages.binning.bin_image`: every reference bin averages the same sky as the target bin it
-    is compared with, and only the part of each reference under the region is read (not a whole
-    full-disc image binned first).
+    grid's region, then binned by ``factor`` with `~coalign.stages.binning.bin_image`: every reference
+    bin averages the same sky as the target bin it is compared with, and only the part of each reference
+    under the region is read (not a whole full-disc image binned first).
+
+    Parameters
+    ----------
+    references : sequence of (array_like, `~astropy.wcs.WCS`)
+        Reference images and their celestial WCS, as for `~coalign.stages.reproject.reproject_frames`.
+    native_wcs : `~astropy.wcs.WCS`
+        The target's WCS before binning.
+    binned_shape : (int, int)
+        Shape of the binned target.
+    factor : (int, int)
+        Bin size ``(fy, fx)`` the target was binned with (`~coalign.stages.binning.bin_image`).
+    pad, columns, rows, rotate_to
+        As for `~coalign.stages.reproject.reproject_frames`, in bins of the binned grid.
+
+    Returns
+    -------
+    (n_frames, ny + 2 pad_y, nx + 2 pad_x) ndarray
+        On the binned padded grid.
     """
     fy, fx = factor
     native = reproject_frames(
