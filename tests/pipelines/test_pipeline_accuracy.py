@@ -258,14 +258,15 @@ def test_raster_with_fine_rows_recovered_on_square_bins(i):
 @pytest.mark.parametrize("i", range(2))
 def test_square_bins_agree_with_full_resolution(i):
     """Binning rows 3x finer than the frames' pixels moves the answer by less than its own 1-sigma error on
-    each of dx, dy, sx, sy; the errors grow by fewer pixels averaged, but stay within 2x."""
+    each of dx, dy, sx, sy; the errors grow (a third of the samples: the search did run on the bins), but
+    stay within 2x."""
     binned, _, _ = _fine_row_case(i)
     full, _, _ = _fine_row_case(i, square_bins=False)
     b, f = binned.transform, full.transform
     difference = np.subtract((b.dx, b.dy, b.sx, b.sy), (f.dx, f.dy, f.sx, f.sy))
     assert np.all(np.abs(difference) <= np.asarray(binned.sigma[:4])), (difference, binned.sigma)
     ratio = np.asarray(binned.sigma[:4]) / np.asarray(full.sigma[:4])
-    assert np.all((ratio > 0.5) & (ratio < 2.0)), (binned.sigma, full.sigma)
+    assert np.all((ratio > 1.1) & (ratio < 2.0)), (binned.sigma, full.sigma)
 
 
 # --- 4. uncertainty calibration ------------------------------------------------------------------------
