@@ -268,26 +268,28 @@ def ncc_surface_from_spectra(
     # conditioned. Only the bands are read: scaled frames are NaN elsewhere.
     count = sum(int(np.count_nonzero(valid)) for _, _, valid in bands)
     centre = sum(float(np.sum(f_lo, where=valid)) for f_lo, _, valid in bands) / count if count else 0.0
-    accumulated = np.zeros(
-        (len(SUM_TERMS), fft_shape[0], fft_shape[1] // 2 + 1), dtype=prepared.spectra.dtype
-    )
+    # Without holes anywhere, n, a and aa are the constants alone: only b, ab and bb are accumulated and
+    # transformed back.
+    first = 0 if any(not valid.all() for _, _, valid in bands) else len(MASK_TERMS)
+    spectrum_shape = (fft_shape[0], fft_shape[1] // 2 + 1)
+    accumulated = np.zeros((len(SUM_TERMS) - first, *spectrum_shape), dtype=prepared.spectra.dtype)
+    product = np.empty(spectrum_shape, dtype=prepared.spectra.dtype)
     constant = np.zeros(len(SUM_TERMS))  # the sums n, a, aa of the groups valid over their whole band
     for g, (frame_lo, frame_hi, valid) in enumerate(bands):
         images = _frame_images(frame_lo, frame_hi, valid, centre, prepared.blended, dtype, fft_shape)
         spectra = scipy.fft.rfft2(images, workers=prepared.workers)
         for s, products in enumerate(SUM_TERMS.values()):
             for t_name, f_name in products:
-                if t_name in t_index and f_name in f_index:
-                    accumulated[s] += prepared.spectra[g, t_index[t_name]] * spectra[f_index[f_name]]
+                if s >= first and t_name in t_index and f_name in f_index:
+                    np.multiply(prepared.spectra[g, t_index[t_name]], spectra[f_index[f_name]], out=product)
+                    accumulated[s - first] += product
         if valid.all():
             constant[: len(MASK_TERMS)] += prepared.totals[g]
         else:  # the sums over the overlap, n, a and aa: the mask terms times the band's valid mask
             mask = scipy.fft.rfft2(valid.astype(dtype), s=fft_shape, workers=prepared.workers)
             accumulated[: len(MASK_TERMS)] += prepared.mask_spectra(g) * mask
-    # Without holes anywhere, n, a and aa are the constants alone: only b, ab and bb need transforming back.
     # The inverse transform runs along y first, then along x for the rows of the offsets only.
-    first = 0 if any(not valid.all() for _, _, valid in bands) else len(MASK_TERMS)
-    columns = scipy.fft.ifft(accumulated[first:], axis=1, workers=prepared.workers)[:, : my - ny + 1]
+    columns = scipy.fft.ifft(accumulated, axis=1, workers=prepared.workers)[:, : my - ny + 1]
     full = np.zeros((len(SUM_TERMS), my - ny + 1, mx - nx + 1))  # in double
     full[first:] = scipy.fft.irfft(columns, n=fft_shape[1], axis=2, workers=prepared.workers)[
         :, :, : mx - nx + 1
