@@ -177,14 +177,13 @@ def _basis(positions, n: int, order: int):
     return BSpline.design_matrix(np.clip(positions, half - 1.0, n - half), knots, order)
 
 
-def _column_basis(positions, n: int, order: int):
-    """`_basis` along x restricted to the columns ``[c0, c1)`` the positions read: ``c0, c1`` and the
-    sparse ``(len(positions), c1 - c0)`` weights."""
+def _column_span(positions, n: int, order: int) -> tuple[np.ndarray, int, int]:
+    """Positions clipped as `_basis` clips them, and the columns ``[c0, c1)`` their basis reads."""
     half = (order + 1) // 2
     clipped = np.clip(positions, half - 1.0, n - half)
     c0 = max(int(np.floor(clipped.min())) - half, 0)
     c1 = min(int(np.floor(clipped.max())) + half + 1, n)
-    return c0, c1, _basis(clipped, n, order)[:, c0:c1]
+    return clipped, c0, c1
 
 
 class _SeparableSetup(NamedTuple):
@@ -217,20 +216,27 @@ def interpolate_on_axes(
 
     The weights are `scipy.interpolate.BSpline.design_matrix`'s (those of `scipy.ndimage`: order 3 reads
     prefiltered coefficients, order 1 interpolates linearly). One sparse product along y serves all
-    blocks at once (their rows are the same), then a small one along x per block; being sparse, both
+    blocks at once (their rows are the same), then one along x, block-diagonal; being sparse, both
     spread a NaN pixel only to the values whose support holds it. Positions beyond the span where the
     whole basis is defined read the nearest defined value: mask them.
     """
     if not len(frames):
         return []
     n_rows, n_columns = images.shape[1:]
-    columns = [_column_basis(x, n_columns, order) for x in column_positions]
+    spans = [_column_span(x, n_columns, order) for x in column_positions]
     gathered = np.concatenate(
-        [images[k, :, c0:c1] for k, (c0, c1, _) in zip(frames, columns, strict=True)], axis=1
+        [images[k, :, c0:c1] for k, (_, c0, c1) in zip(frames, spans, strict=True)], axis=1
     )
     along_y = _basis(rows, n_rows, order) @ gathered
-    edges = np.cumsum([0] + [c1 - c0 for c0, c1, _ in columns])
-    return [(w @ along_y[:, a:b].T).T for a, b, (_, _, w) in zip(edges[:-1], edges[1:], columns, strict=True)]
+    # One basis along x for all blocks: each block's columns [c0, c1) sit at its offset in ``gathered``,
+    # and its (clipped) positions are moved by the same whole number of pixels, so the weights are the
+    # block's own and no support reaches into a neighbouring block.
+    widths = [c1 - c0 for _, c0, c1 in spans]
+    offsets = np.cumsum([0, *widths])
+    moved = np.concatenate([x - c0 + o for (x, c0, _), o in zip(spans, offsets[:-1], strict=True)])
+    along_x = _basis(moved, int(offsets[-1]), order) @ along_y.T
+    split_at = np.cumsum([len(x) for x in column_positions])[:-1]
+    return [block.T for block in np.split(along_x, split_at)]
 
 
 def _interpolate_blocks(images, setup: _SeparableSetup, order: int, pad: int = 0, steps=(0.0, 0.0)):

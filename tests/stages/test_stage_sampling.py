@@ -156,9 +156,19 @@ def test_interpolation_on_axes_is_ndimage_interpolation_on_tensor_grids(order):
         images = np.stack([ndimage.spline_filter(image, order=3, mode="nearest") for image in images])
     images[1, 9, 14] = np.nan
     rows = 2.0 + 0.93 * np.arange(17) + 0.01
-    columns = [3.3 + 1.07 * np.arange(12), 8.6 + 0.91 * np.arange(9)]
-    blocks = sampling.interpolate_on_axes(images, rows, columns, [0, 1], order)
-    for k, x, block in zip([0, 1], columns, blocks, strict=True):
+    half = (order + 1) // 2
+    # Blocks from both images, one reading frame 0 again up to the last position the basis covers and
+    # one from the first: their columns sit side by side in the one product along x.
+    columns = [
+        3.3 + 1.07 * np.arange(12),
+        8.6 + 0.91 * np.arange(9),
+        np.linspace(14.2, 28 - half, 7),
+        np.linspace(half - 1.0, 5.5, 6),
+    ]
+    frames = [0, 1, 0, 1]
+    blocks = sampling.interpolate_on_axes(images, rows, columns, frames, order)
+    assert len(blocks) == len(columns)
+    for k, x, block in zip(frames, columns, blocks, strict=True):
         yy, xx = np.meshgrid(rows, x, indexing="ij")
         expected = ndimage.map_coordinates(images[k], [yy, xx], order=order, prefilter=False, mode="nearest")
         assert block.shape == (rows.size, x.size)
