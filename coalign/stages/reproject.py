@@ -9,7 +9,7 @@ from astropy.time import Time
 from astropy.wcs.utils import pixel_to_pixel, pixel_to_skycoord, wcs_to_celestial_frame
 from reproject import reproject_adaptive
 from scipy import ndimage
-from scipy.interpolate import RectBivariateSpline
+from scipy.interpolate import BSpline, RectBivariateSpline
 from sunpy.coordinates import propagate_with_solar_surface
 
 from coalign.exceptions import AllNaNError, NoOverlapError, ShapeError
@@ -396,7 +396,17 @@ def _interpolated_mapping(y_nodes, x_nodes, pixels, band):
         splines.append(spline)
     (c0, c1), (r0, r1) = band
     rows, cols = np.arange(r0, r1, dtype=float), np.arange(c0, c1, dtype=float)
-    return tuple(spline(rows, cols) for spline in splines)
+    return tuple(_spline_on_grid(spline, rows, cols) for spline in splines)
+
+
+def _spline_on_grid(spline: RectBivariateSpline, rows, cols) -> np.ndarray:
+    """``spline(rows, cols)`` as the product of the B-spline bases along each axis with the coefficients
+    (`scipy.interpolate.BSpline.design_matrix`): one pass per axis instead of fitpack's sum over the
+    whole support at every grid point, several times faster on the bands resampled here."""
+    (t_rows, t_cols, coefficients), (k_rows, k_cols) = spline.tck, spline.degrees
+    coefficients = coefficients.reshape(t_rows.size - k_rows - 1, t_cols.size - k_cols - 1)
+    along_rows = BSpline.design_matrix(rows, t_rows, k_rows).toarray() @ coefficients
+    return along_rows @ BSpline.design_matrix(cols, t_cols, k_cols).toarray().T
 
 
 def _transform_pixels(grids, reference_wcs, points):

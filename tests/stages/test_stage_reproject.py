@@ -179,6 +179,25 @@ def test_reproject_frames_rejects_an_inaccurate_control_grid(aia, monkeypatch):
     np.testing.assert_allclose(frame, _exact(aia, grid, shape), rtol=1e-12)
 
 
+@pytest.mark.parametrize(("n_rows", "n_cols"), [(9, 6), (2, 5), (3, 3)])
+def test_spline_on_grid_is_the_splines_own_grid_evaluation(n_rows, n_cols):
+    """The mapping's splines evaluated on a band, one axis at a time, equal fitpack's evaluation (cubic,
+    or of lower degree where a band has fewer than four control points)."""
+    from scipy.interpolate import RectBivariateSpline
+
+    y_nodes, x_nodes = np.linspace(3.0, 131.0, n_rows), np.linspace(10.0, 90.0, n_cols)
+    values = (
+        np.sin(y_nodes / 40)[:, None] * 7
+        + np.cos(x_nodes / 25)[None, :] * 3
+        + 0.01 * np.outer(y_nodes, x_nodes)
+    )
+    spline = RectBivariateSpline(y_nodes, x_nodes, values, kx=min(3, n_rows - 1), ky=min(3, n_cols - 1))
+    rows, cols = np.arange(3.0, 132.0), np.arange(10.0, 91.0)
+    on_grid = reproject_module._spline_on_grid(spline, rows, cols)
+    assert on_grid.shape == (rows.size, cols.size)
+    np.testing.assert_allclose(on_grid, spline(rows, cols), rtol=0, atol=1e-10)
+
+
 def test_reproject_frames_bands_rows_and_empty_band(make_wcs, image_yx):
     wcs = make_wcs(shape=image_yx.shape)
     out = reproject_frames(
