@@ -246,9 +246,9 @@ def fft_search(
        FFT scores every integer shift within ``params.shift_range_arcsec`` of ``start``; a parabola
        through the peak's neighbours gives the sub-pixel shift. Scale candidates are scored through
        ``map_fn``: a 1-D grid on ``sx``, then on ``sy``, at ``params.scale_step``, each scored coarse to
-       fine (every other value, then the neighbours of the best; `_grid_peaks`), in single precision
-       (the grid only places the scale); then the shift is searched again, in double precision, at the
-       scale at the vertex of the grid's scores.
+       fine (every other value, then the neighbours of the best; `_grid_peaks`); then the shift is
+       searched again at the scale at the vertex of the grid's scores. The surfaces are computed in
+       single precision (good to ~1e-6 in r): they only place the peak for step 2.
        With ``params.fit_roll``, a grid over the roll (``params.roll_range_deg`` at
        ``params.roll_step_deg``) follows, at the best scale.
     2. The best candidate is refined jointly in shift (and scale, and roll) on the exact metric (cubic
@@ -263,14 +263,13 @@ def fft_search(
     frames = frames[None] if frames.ndim == 2 else frames
     n_eval = 1
     linear_start = (start.sx, start.sy, start.roll)  # the grid's best scale and roll (vertices)
+    # The integer-shift surfaces only place the peak for the refinement, which works on the exact metric
+    # in double precision: single precision will do.
+    best_at = _shift_scorer(target, frames, grid, start, params, plan, np.float32)
     if params.fit_scale or params.fit_roll:
-        # The grid only places the scale and roll (vertices of its scores): single precision will do.
-        grid_best_at = _shift_scorer(target, frames, grid, start, params, plan, np.float32)
-        grid_peaks, linear_start = _scale_and_roll_grids(grid_best_at, start, params, map_fn)
+        grid_peaks, linear_start = _scale_and_roll_grids(best_at, start, params, map_fn)
         n_eval += len(grid_peaks)
-        del grid_best_at
-    # The shift in double precision, at the grid's best scale and roll.
-    best_at = _shift_scorer(target, frames, grid, start, params, plan)
+    # The shift at the grid's best scale and roll.
     peak = best_at(sx=linear_start[0], sy=linear_start[1], roll=linear_start[2])
     if not np.isfinite(peak.score):
         return SearchResult(start, float("nan"), n_eval, (), "no shift had enough overlap")
