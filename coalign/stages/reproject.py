@@ -1,6 +1,7 @@
 """Resample a reference image onto the target's pixel grid, padded by the search range."""
 
 from contextlib import nullcontext
+from typing import Any, NamedTuple
 
 import astropy.units as u
 import numpy as np
@@ -18,6 +19,7 @@ from coalign.transform import Transform
 __all__ = [
     "CONTROL_SPACING",
     "CONTROL_TOLERANCE",
+    "frame_at_time",
     "observation_time",
     "pad_for_search",
     "padded_wcs",
@@ -259,7 +261,10 @@ def reproject_frames(
             f"columns and rotate_to need one entry per frame ({n_frames}), got {len(columns)} and "
             f"{len(rotate_to)}"
         )
-    grids = [_grid_at_time(out_wcs, wcs, when) for (_, wcs), when in zip(references, rotate_to, strict=True)]
+    grids = [
+        _TimedGrid(out_wcs, _comparison_time(out_wcs, wcs, when))
+        for (_, wcs), when in zip(references, rotate_to, strict=True)
+    ]
     bands = [_band_limits(out_shape, band, rows) for band in columns]
     rotating = any(when is not None for when in rotate_to)
     with propagate_with_solar_surface() if rotating else nullcontext():
@@ -271,7 +276,7 @@ def reproject_frames(
             if cols[1] <= cols[0] or band_rows[1] <= band_rows[0]:
                 continue
             if mapping is None:
-                mapping = _exact_mapping(grid, wcs, cols, band_rows)
+                mapping = _exact_mapping(grid.wcs_at_time(), wcs, cols, band_rows)
             band = (slice(*band_rows), slice(*cols))
             out[k][band] = _sample_bilinear(data, *mapping)
             _check_overlap(out[k][band], data, wcs, out_wcs, out_shape)
@@ -298,16 +303,57 @@ def _check_overlap(resampled, reference, reference_wcs, out_wcs, out_shape) -> N
     )
 
 
-def _grid_at_time(out_wcs, reference_wcs, rotate_to):
-    """The padded target WCS evaluated at the time its pixels are compared with the reference."""
+def _comparison_time(out_wcs, reference_wcs, rotate_to) -> Time | None:
+    """The time at which the padded target grid is compared with the reference, or None to keep the
+    grid's own (the reference has no time, or neither has and nothing is carried)."""
     reference_time = observation_time(reference_wcs)
     if rotate_to is not None and reference_time is None:
         raise ValueError("rotate_to needs the reference WCS's observation time (DATE-OBS or DATE-AVG)")
     frame_time = rotate_to if rotate_to is not None else reference_time
     if rotate_to is not None or (frame_time is not None and observation_time(out_wcs) is not None):
         # With rotate_to the grid must carry that time even if its WCS has none, else nothing is carried.
-        return wcs_at_time(out_wcs, frame_time)
-    return out_wcs
+        return Time(frame_time)
+    return None
+
+
+def _grid_at_time(out_wcs, reference_wcs, rotate_to):
+    """The padded target WCS evaluated at the time its pixels are compared with the reference."""
+    return _TimedGrid(out_wcs, _comparison_time(out_wcs, reference_wcs, rotate_to)).wcs_at_time()
+
+
+class _TimedGrid(NamedTuple):
+    """The padded target WCS and the time its pixels are compared at (None: its own)."""
+
+    wcs: Any
+    time: Time | None
+
+    def wcs_at_time(self):
+        """The WCS itself at that time (`wcs_at_time`)."""
+        return self.wcs if self.time is None else wcs_at_time(self.wcs, self.time)
+
+
+def frame_at_time(frame: BaseCoordinateFrame, time: Time) -> BaseCoordinateFrame:
+    """A coordinate frame (without data) referred to ``time``, as `wcs_at_time` refers its WCS's frame.
+
+    The frame's ``obstime`` becomes ``time``, and so does its observer's (the observer keeps its position
+    as written); frames without these attributes are returned as they are. ``time`` may be an array of
+    shape ``(n, 1)``: one frame then stands for ``n`` (see `stacked_frame`).
+
+    Examples
+    --------
+    >>> from sunpy.coordinates import Helioprojective, HeliographicStonyhurst
+    >>> observer = HeliographicStonyhurst(0 * u.deg, 0 * u.deg, 1 * u.AU, obstime="2022-04-01")
+    >>> later = frame_at_time(Helioprojective(observer=observer, obstime="2022-04-01"), Time("2022-04-02"))
+    >>> later.obstime.isot, later.observer.obstime.isot
+    ('2022-04-02T00:00:00.000', '2022-04-02T00:00:00.000')
+    """
+    changes = {}
+    if "obstime" in frame.frame_attributes:
+        changes["obstime"] = time
+    observer = getattr(frame, "observer", None)
+    if isinstance(observer, BaseCoordinateFrame) and "obstime" in observer.frame_attributes:
+        changes["observer"] = observer.replicate(obstime=time)
+    return frame.replicate_without_data(**changes) if changes else frame
 
 
 def _band_limits(out_shape, columns, rows):
@@ -410,25 +456,31 @@ def _spline_on_grid(spline: RectBivariateSpline, rows, cols) -> np.ndarray:
 
 
 def _transform_pixels(grids, reference_wcs, points):
-    """Input pixels ``(x, y)`` of the output pixels ``points[k] = (y, x)`` of each grid, frame by frame.
+    """Input pixels ``(x, y)`` of the output pixels ``points[k] = (y, x)`` of each `_TimedGrid`, frame by
+    frame.
 
-    One vectorised coordinate transform when the frames can be stacked (`stacked_frame`) and each frame
-    keeps its time (sunpy cannot broadcast a change of time over stacked frames, as ``rotate_to`` makes),
-    else one `~astropy.wcs.utils.pixel_to_pixel` per frame.
+    One vectorised coordinate transform when the reference frames can be stacked (`stacked_frame`) and
+    each is compared at its own time (sunpy cannot broadcast a change of time over stacked frames, as
+    ``rotate_to`` makes): the grids then differ only in time, and one frame of the target grid referred
+    to every time (`frame_at_time`) stands for them all. Otherwise one
+    `~astropy.wcs.utils.pixel_to_pixel` per frame.
     """
-    sources = [wcs_to_celestial_frame(g) for g in grids]
+    grid_wcs = grids[0].wcs
+    base = wcs_to_celestial_frame(grid_wcs)
     destinations = [wcs_to_celestial_frame(w) for w in reference_wcs]
-    same_times = all(
-        _equal(getattr(a, "obstime", None), getattr(b, "obstime", None))
-        for a, b in zip(sources, destinations, strict=True)
+    times = [grid.time for grid in grids]
+    same_times = all(grid.wcs is grid_wcs for grid in grids) and all(
+        _equal(getattr(base, "obstime", None) if t is None else t, getattr(d, "obstime", None))
+        for t, d in zip(times, destinations, strict=True)
     )
-    source, destination = stacked_frame(sources), stacked_frame(destinations)
-    if not same_times or source is None or destination is None:
+    destination = stacked_frame(destinations)
+    if not same_times or destination is None or len({t is None for t in times}) > 1:
         return [
-            np.asarray(pixel_to_pixel(grid, wcs, p[1], p[0]))
+            np.asarray(pixel_to_pixel(grid.wcs_at_time(), wcs, p[1], p[0]))
             for grid, wcs, p in zip(grids, reference_wcs, points, strict=True)
         ]
-    lon, lat = np.moveaxis([_lon_lat(g, p[1], p[0]) for g, p in zip(grids, points, strict=True)], 1, 0)
+    source = base if times[0] is None else frame_at_time(base, Time(times).reshape(-1, 1))
+    lon, lat = _lon_lat(grid_wcs, points[:, 1], points[:, 0])
     moved = SkyCoord(lon * u.deg, lat * u.deg, frame=source).transform_to(destination)
     lon = moved.spherical.lon.to_value(u.deg)
     lat = moved.spherical.lat.to_value(u.deg)

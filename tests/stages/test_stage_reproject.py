@@ -237,6 +237,26 @@ def test_stacked_frame(aia):
     assert stacked_frame([first, frames.HeliographicStonyhurst(obstime=Time("2020-01-01"))]) is None
 
 
+def test_frame_at_time_is_the_frame_of_the_wcs_at_that_time(aia, make_wcs):
+    """Referring a frame to other times gives the frame of the WCS referred to each of them (observer
+    position as written, observer time moved too), for one time or stacked times; a frame without
+    obstime (ICRS) is left alone."""
+    from astropy.coordinates import ICRS
+    from astropy.wcs.utils import wcs_to_celestial_frame
+
+    times = Time(["2011-06-07T06:40:00", "2011-06-07T09:10:30.5"])
+    base = wcs_to_celestial_frame(aia.wcs)
+    for when in times:
+        expected = wcs_to_celestial_frame(wcs_at_time(aia.wcs, when))
+        moved = reproject_module.frame_at_time(base, when)
+        assert moved.is_equivalent_frame(expected)
+        assert moved.observer.obstime == expected.observer.obstime
+        assert u.allclose(moved.observer.cartesian.xyz, expected.observer.cartesian.xyz)
+    stacked = reproject_module.frame_at_time(base, times.reshape(-1, 1))
+    assert stacked.obstime.shape == (2, 1) and (stacked.observer.obstime[:, 0] == times).all()
+    assert reproject_module.frame_at_time(ICRS(), times[0]) == ICRS()
+
+
 # --------------------------------------------------------------------------------------------------
 # pad_for_search
 # --------------------------------------------------------------------------------------------------
