@@ -14,6 +14,7 @@ import logging
 import time
 from dataclasses import dataclass, replace
 from functools import partial
+from itertools import product
 from typing import Any
 
 import numpy as np
@@ -46,13 +47,13 @@ from coalign.stages.binning import (
     square_bin_factor,
 )
 from coalign.stages.correlate import correlate
-from coalign.stages.fft_search import fft_search, frame_bands, offset_window
+from coalign.stages.fft_search import fft_search
 from coalign.stages.refine import uncertainty
 from coalign.stages.reproject import pad_for_search, reproject_frames
 from coalign.stages.sampling import FramePlan, prepare_frames
 from coalign.stages.search import grid_search, population_search
 from coalign.stages.synthetic import carried_frames, select_frames
-from coalign.transform import TargetGrid, Transform, grid_from_wcs
+from coalign.transform import TargetGrid, Transform, grid_from_wcs, pixel_mapping
 
 __all__ = [
     "ImageWithWCS",
@@ -237,16 +238,11 @@ def run_phase(
         )
     elif synthetic.differential_rotation:
         rotate_to = [target_time(target)] * len(references)
-    padded_width = target_data.shape[1] + 2 * pad[1]
-    bands = frame_bands(plan, len(references), target_data.shape[1], padded_width)
-    rows, columns = reachable_region(grid, target_data.shape, start, params, scale_range, roll_range)
+    rows, columns = reachable_region(
+        grid, target_data.shape, start, params, scale_range, roll_range, plan=plan, n_frames=len(references)
+    )
     checked = [_checked_image(ref, "reference", as_float=False) for ref in references]
-    region = {
-        "pad": pad,
-        "columns": [(max(band[0], columns[0]), min(band[1], columns[1])) for band in bands],
-        "rows": rows,
-        "rotate_to": rotate_to,
-    }
+    region = {"pad": pad, "columns": columns, "rows": rows, "rotate_to": rotate_to}
     if kernel_factor is None:
         frames = reproject_frames(checked, target_wcs, target_data.shape, **region)
     else:
@@ -362,27 +358,61 @@ def reproject_and_bin(
     return np.stack([bin_image(frame, factor) for frame in native])
 
 
-#: Pixels resampled beyond the offsets a search can reach (interpolation support of the refinement).
+#: Pixels resampled beyond the positions a search can read (interpolation support of the refinement).
 REACH_MARGIN = 4
+#: Offsets the integer search scores beyond its window (peak fit and edge flag; see `offset_window`).
+WINDOW_MARGIN_OFFSETS = 2
 
 
 def reachable_region(
-    grid: TargetGrid, target_shape, start: Transform, params: PhaseParams, scale_range, roll_range=(0.0, 0.0)
+    grid: TargetGrid,
+    target_shape,
+    start: Transform,
+    params: PhaseParams,
+    scale_range,
+    roll_range=(0.0, 0.0),
+    *,
+    plan: FramePlan | None = None,
+    n_frames: int = 1,
 ):
-    """Rows and columns ``((y0, y1), (x0, x1))`` of the padded grid that a search around ``start`` can see.
+    """Rows ``(y0, y1)`` of the padded grid, and per frame the columns ``(x0, x1)``, that a search around
+    ``start`` can read.
 
-    The padding covers ``start`` plus the search range; only the part within the search range of
-    ``start`` (`~coalign.stages.fft_search.offset_window`, at any scale it may try) and `REACH_MARGIN`
-    pixels around it needs the reference resampled.
+    Every correction the search may try (a shift within ``params.shift_range_arcsec`` of ``start``, the
+    scale within ``scale_range`` if ``params.fit_scale`` and the roll within ``roll_range`` if
+    ``params.fit_roll``, else those of ``start``) maps the target pixels affinely into the padded grid
+    (`~coalign.transform.pixel_mapping`), so what it reads is bounded by the images of the corners. Each
+    frame of a synthetic raster (``plan``) needs only what the target columns it serves can read; the
+    padding, by contrast, covers ``start`` itself and every frame's columns. The bounds are widened by the
+    offsets the integer search scores beyond its window and by `REACH_MARGIN` pixels; a frame that serves
+    no column gets ``(0, 0)``.
     """
     ny, nx = target_shape
     padded = (ny + 2 * grid.pad[0], nx + 2 * grid.pad[1])
-    scales = scale_range if params.fit_scale else (min(start.sx, start.sy), max(start.sx, start.sy))
-    y0, y1, x0, x1 = offset_window(grid, target_shape, padded, start, params, scales, roll_range)
-    return (
-        (max(0, y0 - REACH_MARGIN), min(padded[0], y1 + REACH_MARGIN)),
-        (max(0, x0 - REACH_MARGIN), min(padded[1], x1 + REACH_MARGIN)),
-    )
+    rx, ry = params.shift_range_arcsec
+    scales = list(product(scale_range, scale_range)) if params.fit_scale else [(start.sx, start.sy)]
+    rolls = roll_range if params.fit_roll else (start.roll,)
+    mappings = [
+        pixel_mapping(Transform(start.dx + ex, start.dy + ey, sx, sy, roll), grid)
+        for ex, ey, (sx, sy), roll in product((-rx, rx), (-ry, ry), scales, rolls)
+    ]
+    step = max(np.abs(matrix).sum(axis=1).max() for matrix, _ in mappings)
+    margin = REACH_MARGIN + int(np.ceil(WINDOW_MARGIN_OFFSETS * step))
+
+    def bounds(rows, columns):
+        corners = np.array([[y, x] for y in rows for x in columns], dtype=float).T
+        seen = np.concatenate([matrix @ corners + offset[:, None] for matrix, offset in mappings], axis=1)
+        low = np.floor(seen.min(axis=1)).astype(int) - margin
+        high = np.ceil(seen.max(axis=1)).astype(int) + 1 + margin
+        return [(max(0, int(lo)), min(n, int(hi))) for lo, hi, n in zip(low, high, padded, strict=True)]
+
+    row_span, _ = bounds((0, ny - 1), (0, nx - 1))
+    plan = plan if plan is not None else FramePlan(np.zeros(nx, int), np.zeros(nx, int), np.zeros(nx))
+    columns = []
+    for k in range(n_frames):
+        used = np.flatnonzero((plan.lower == k) | ((plan.upper == k) & (plan.weight > 0)))
+        columns.append(bounds((0, ny - 1), (used.min(), used.max()))[1] if used.size else (0, 0))
+    return tuple(row_span), columns
 
 
 def _overlap_error(name, params):

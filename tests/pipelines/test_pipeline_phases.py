@@ -193,3 +193,47 @@ def test_reproject_and_bin_averages_the_sky_of_each_target_bin():
     whole = within.reshape(out.shape[0], 5, out.shape[1], 2).all(axis=(1, 3)) & inside
     assert whole.sum() > 0.8 * inside.sum()
     np.testing.assert_allclose(out[whole], expected[whole], atol=0.01)
+
+
+@pytest.mark.parametrize("roll", [0.0, 1.5])
+def test_reachable_region_holds_every_position_a_search_can_read(make_wcs, roll):
+    """Each frame's columns and the rows hold, with the interpolation support, every padded-grid position
+    that any correction within the search ranges reads for the target columns the frame serves (checked
+    at random corrections, extreme scales included), and a frame's band is far narrower than the grid."""
+    from coalign.pipelines.phases import REACH_MARGIN, reachable_region
+    from coalign.stages.reproject import pad_for_search
+    from coalign.stages.sampling import FramePlan
+    from coalign.transform import pixel_mapping
+
+    shape = (266, 192)
+    grid = grid_from_wcs(make_wcs(cdelt=(4.0, 3.3), shape=shape, rot_deg=roll))
+    start = Transform(-80.0, -73.0, 1.0, 1.0, 0.0)
+    params = replace(SYNTHETIC_RASTER, fit_roll=roll != 0.0, roll_range_deg=(-1.0, 1.0))
+    scale_range, roll_range = params.scale_range, params.roll_range_deg if roll else (0.0, 0.0)
+    reach = (abs(start.dx) + params.shift_range_arcsec[0], abs(start.dy) + params.shift_range_arcsec[1])
+    grid = grid.with_pad(pad_for_search(grid, shape, reach, scale_range, roll_range))
+    frame_of_column = np.arange(shape[1]) // 10
+    plan = FramePlan(frame_of_column, frame_of_column, np.zeros(shape[1]))
+    n_frames = int(frame_of_column.max()) + 2  # the last frame serves no column
+    rows, columns = reachable_region(
+        grid, shape, start, params, scale_range, roll_range, plan=plan, n_frames=n_frames
+    )
+    assert columns[-1] == (0, 0)
+    padded_width = shape[1] + 2 * grid.pad[1]
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
+    support = REACH_MARGIN / 2  # cubic sampling reads two pixels either side
+    for _ in range(40):
+        rx, ry = params.shift_range_arcsec
+        sx, sy = rng.choice(scale_range, 2) if rng.random() < 0.5 else rng.uniform(*scale_range, 2)
+        trial = Transform(
+            start.dx + rng.uniform(-rx, rx), start.dy + rng.uniform(-ry, ry), sx, sy, rng.uniform(*roll_range)
+        )
+        matrix, offset = pixel_mapping(trial, grid)
+        seen = np.tensordot(matrix, np.stack([yy, xx]).astype(float), axes=1) + offset[:, None, None]
+        assert rows[0] <= seen[0].min() - support and seen[0].max() + support <= rows[1] - 1
+        for k in range(n_frames - 1):
+            x = seen[1][:, frame_of_column == k]
+            assert columns[k][0] <= x.min() - support and x.max() + support <= columns[k][1] - 1, (k, trial)
+    widths = [stop - start for start, stop in columns[:-1]]
+    assert max(widths) < padded_width / 3, (widths, padded_width)
