@@ -192,7 +192,7 @@ class Coaligner:
             return self._store(binned_phase(self.map_to_coalign, self.reference_map, params, map_fn=map_fn))
 
     def run_one_map_xcorr(self, seed_shift=None) -> PhaseResult:
-        """Phase 2: full-resolution refinement, from ``seed_shift`` or the binned result.
+        """Phase 2: unbinned refinement against the reference map, from ``seed_shift`` or the binned result.
 
         ``seed_shift`` is a `Transform`, or ``(dx, dy)`` in arcsec (numbers or Quantities).
         """

@@ -61,7 +61,8 @@ class PhaseParams:
         strategy: scale grid, shift, refinement and its errors) runs there. Rows several times finer
         than the columns (and than the reference's pixels) add samples but little information, and the
         search costs about ``1 / factor`` as much. The correction is in world units, whatever the
-        binning. Off by default; on in `SYNTHETIC_RASTER`.
+        binning. Off by default; on in `ONE_MAP` and `SYNTHETIC_RASTER` (for a target with square
+        pixels, or rows less than twice as fine as its columns, they change nothing).
     fit_roll : bool
         Search the roll too (``strategy="fft"`` only): a grid over ``roll_range_deg`` at
         ``roll_step_deg`` after the scale grid, then a joint refinement of shift, scale and roll.
@@ -228,12 +229,14 @@ BINNED = PhaseParams(
     bin_kernel_arcsec="auto",
     min_overlap_fraction=0.5,
 )
-#: Phase 2: full resolution, narrower window around the binned result.
+#: Phase 2: unbinned (rows much finer than the columns binned towards square pixels), narrower window
+#: around the binned result.
 ONE_MAP = PhaseParams(
     shift_range_arcsec=(30.0, 30.0),
     step_arcsec=(2.0, 2.0),
     min_step_arcsec=(0.05, 0.05),
     min_overlap_fraction=0.5,
+    square_bins=True,
 )
 #: Phase 3: shift and scale against the synthetic raster.
 SYNTHETIC_RASTER = PhaseParams(

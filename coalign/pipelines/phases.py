@@ -437,7 +437,8 @@ def binned_phase(
 def one_map_phase(
     target, reference, params: PhaseParams = ONE_MAP, *, start: Transform = Transform(), map_fn=map
 ) -> PhaseResult:
-    """Phase 2: full-resolution refinement against one reference map."""
+    """Phase 2: refinement against one reference map, unbinned (with `ONE_MAP`, rows much finer than the
+    columns are binned towards square pixels: ``PhaseParams.square_bins``)."""
     return run_phase("one_map", target, [reference], params, start=start, map_fn=map_fn)
 
 
